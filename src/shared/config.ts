@@ -1,0 +1,160 @@
+// Configuration for every component, in one place: the schemas, every default,
+// and the YAML loader. Config is compiled in three steps, as in Temporal's
+// SDK: what a user writes (YAML and flags, every key optional), then merged
+// with the defaults and validated, then frozen. Unknown keys are errors.
+// Durations and sizes carry their unit in the key name.
+import { readFileSync } from 'node:fs';
+import { hostname, networkInterfaces } from 'node:os';
+import { resolve } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { BatonError } from './errors.js';
+import { deepFreeze, describeIssue } from './spec.js';
+
+const port = z.number().int().min(0).max(65535);
+const ms = (min = 0) => z.number().int().min(min).max(86_400_000);
+const logLevel = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
+
+export const controlPlaneSchema = z
+  .object({
+    host: z.string().default('127.0.0.1'),
+    /** Admin API (HTTP+JSON) and internal RPC share this port, split by path. */
+    apiPort: port.default(9090),
+    dataDir: z.string().default('.baton'),
+    token: z.string().min(1).optional(),
+    store: z.object({ type: z.enum(['sqlite']).default('sqlite') }).strict().default({ type: 'sqlite' }),
+    placementPolicy: z.enum(['round-robin']).default('round-robin'),
+    /** Dirigent: heartbeats every 5 s, a worker silent for 3 × 5 s is lost. */
+    workerHeartbeatIntervalMs: ms(10).default(5000),
+    workerHeartbeatTimeoutMs: ms(10).default(15_000),
+    /** Data planes report in-flight counts this often while a function is active (Dirigent: 2 s). */
+    metricsIntervalMs: ms(10).default(2000),
+    /** How often the simple scaler re-evaluates every function. */
+    scalingPeriodMs: ms(10).default(2000),
+    sandboxCreateTimeoutMs: ms(100).default(60_000),
+    /** Back-off after a failed sandbox start, doubling up to the max. */
+    createBackoffInitialMs: ms(1).default(250),
+    createBackoffMaxMs: ms(1).default(30_000),
+    drainTimeoutMs: ms(0).default(30_000),
+    maxBodyBytes: z.number().int().min(1024).default(1024 * 1024),
+    logLevel: logLevel.default('info'),
+  })
+  .strict();
+
+export const dataPlaneSchema = z
+  .object({
+    id: z.string().min(1).optional(),
+    host: z.string().default('127.0.0.1'),
+    /** Invocations: HTTP/1.1 and h2c on one port. */
+    port: port.default(8080),
+    /** Internal RPC, /metrics and /health. */
+    rpcPort: port.default(8081),
+    /** The host peers and clients reach this data plane on; defaults to the bind host. */
+    advertiseHost: z.string().optional(),
+    controlPlaneUrl: z.string().url().default('http://127.0.0.1:9090'),
+    token: z.string().min(1).optional(),
+    maxQueueLength: z.number().int().min(1).default(1000),
+    /** Lambda's synchronous payload limit. */
+    maxBodyBytes: z.number().int().min(1).default(6 * 1024 * 1024),
+    metricsIntervalMs: ms(10).default(2000),
+    /** Keep-alive connections kept per sandbox. */
+    upstreamConnections: z.number().int().min(1).default(128),
+    logRequests: z.boolean().default(false),
+    logLevel: logLevel.default('info'),
+  })
+  .strict();
+
+export const workerSchema = z
+  .object({
+    id: z.string().min(1).optional(),
+    host: z.string().default('127.0.0.1'),
+    rpcPort: port.default(10010),
+    advertiseHost: z.string().optional(),
+    controlPlaneUrl: z.string().url().default('http://127.0.0.1:9090'),
+    token: z.string().min(1).optional(),
+    dataDir: z.string().default('.baton'),
+    heartbeatIntervalMs: ms(10).default(5000),
+    sandboxStartTimeoutMs: ms(10).default(30_000),
+    /** Time between SIGTERM and SIGKILL when a sandbox is deleted. */
+    stopGraceMs: ms(0).default(2000),
+    /** Capacity to advertise; 0 means what the machine has. */
+    cpuMillis: z.number().int().min(0).default(0),
+    memoryMb: z.number().int().min(0).default(0),
+    logLevel: logLevel.default('info'),
+  })
+  .strict();
+
+export const upSchema = z
+  .object({
+    host: z.string().default('127.0.0.1'),
+    apiPort: port.default(9090),
+    dataplanePort: port.default(8080),
+    dataDir: z.string().default('.baton'),
+    token: z.string().min(1).optional(),
+    logLevel: logLevel.default('info'),
+    /** Component settings beyond the common ones. */
+    controlplane: controlPlaneSchema.omit({ host: true, apiPort: true, dataDir: true, token: true }).partial().default({}),
+    dataplane: dataPlaneSchema
+      .omit({ host: true, port: true, controlPlaneUrl: true, token: true })
+      .partial()
+      .default({}),
+    worker: workerSchema.omit({ host: true, controlPlaneUrl: true, token: true, dataDir: true }).partial().default({}),
+  })
+  .strict();
+
+export type ControlPlaneConfig = Readonly<z.output<typeof controlPlaneSchema>>;
+export type DataPlaneConfig = Readonly<z.output<typeof dataPlaneSchema>>;
+export type WorkerConfig = Readonly<z.output<typeof workerSchema>>;
+export type UpConfig = Readonly<z.output<typeof upSchema>>;
+
+/** Validates a config object against a schema, applies defaults, and freezes it. */
+export function compileConfig<S extends z.ZodType>(schema: S, input: unknown, source = 'config'): Readonly<z.output<S>> {
+  const parsed = schema.safeParse(input ?? {});
+  if (!parsed.success) {
+    const { message } = describeIssue(parsed.error);
+    throw new BatonError('CONFIG_INVALID', `${source}: ${message}`);
+  }
+  return deepFreeze(parsed.data) as Readonly<z.output<S>>;
+}
+
+/** Reads a YAML config file into a plain object; validation happens in compileConfig. */
+export function readConfigFile(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(resolve(path), 'utf8');
+  } catch (err) {
+    throw new BatonError('CONFIG_INVALID', `${path}: cannot read: ${(err as Error).message}`);
+  }
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (err) {
+    throw new BatonError('CONFIG_INVALID', `${path}: ${(err as Error).message}`);
+  }
+  if (doc === null || doc === undefined) return {};
+  if (typeof doc !== 'object' || Array.isArray(doc)) {
+    throw new BatonError('CONFIG_INVALID', `${path}: must be a mapping of keys to values`);
+  }
+  return doc as Record<string, unknown>;
+}
+
+/**
+ * The host peers reach a component on. A component bound to a wildcard
+ * address advertises the machine's first non-internal IPv4 address (or its
+ * hostname), never loopback, so that nothing assumes one machine.
+ */
+export function advertisedHost(bindHost: string, advertise?: string): string {
+  if (advertise) return advertise;
+  if (bindHost !== '0.0.0.0' && bindHost !== '::') return bindHost;
+  for (const addrs of Object.values(networkInterfaces())) {
+    for (const a of addrs ?? []) {
+      if (a.family === 'IPv4' && !a.internal) return a.address;
+    }
+  }
+  return hostname();
+}
+
+/** host:port with IPv6 hosts bracketed. */
+export function joinHostPort(host: string, p: number): string {
+  return host.includes(':') ? `[${host}]:${p}` : `${host}:${p}`;
+}

@@ -1,0 +1,69 @@
+// One registry of Baton's error codes. Every failure a user or a peer can see
+// carries one of these codes, and the code fixes the HTTP status. The
+// `{code, message}` pair crosses process boundaries unchanged: a CLI user sees
+// the code the worker raised (over RPC it travels in the `baton-error-code`
+// response header of a ConnectError).
+//
+// docs/errors.md lists every code; a unit test fails when one is missing.
+
+export const ERROR_CODES = {
+  // Input
+  INVALID_SPEC: { status: 400, summary: 'The function spec breaks a rule; the message names the field.' },
+  INVALID_REQUEST: { status: 400, summary: 'The request is malformed (bad JSON, bad path, bad header).' },
+  UNAUTHORIZED: { status: 401, summary: 'A bearer token is configured and the call did not carry it.' },
+  FUNCTION_NOT_FOUND: { status: 404, summary: 'No function has that name.' },
+  NOT_FOUND: { status: 404, summary: 'No such API route or object.' },
+  METHOD_NOT_ALLOWED: { status: 405, summary: 'The route exists but not with this method.' },
+  FUNCTION_EXISTS: { status: 409, summary: 'A function with that name is already registered.' },
+  CONFLICT: { status: 409, summary: 'Another change to the same object won; read it again and retry.' },
+  BODY_TOO_LARGE: { status: 413, summary: 'The request body is over the configured limit.' },
+  // Capacity and timing
+  QUEUE_FULL: { status: 503, summary: "The function's cold-start queue is full; retry after Retry-After." },
+  QUEUE_TIMEOUT: { status: 504, summary: 'No sandbox became ready before the request timeout.' },
+  REQUEST_TIMEOUT: { status: 504, summary: 'The sandbox did not answer before the request timeout.' },
+  NO_WORKERS: { status: 503, summary: 'No worker is registered or alive to place a sandbox on.' },
+  SANDBOX_START_FAILED: { status: 503, summary: "The function's sandboxes fail to start; describe shows why." },
+  // Sandbox and upstream
+  SANDBOX_CRASHED: { status: 502, summary: 'The sandbox closed the connection or died while serving the request.' },
+  SANDBOX_UNREACHABLE: { status: 502, summary: 'The sandbox could not be connected to.' },
+  SANDBOX_NOT_FOUND: { status: 404, summary: 'No sandbox has that id on this worker.' },
+  UNSUPPORTED_RUNTIME: { status: 400, summary: 'The worker has no runtime of that name.' },
+  // Components
+  UNAVAILABLE: { status: 503, summary: 'The component is starting, draining or stopped.' },
+  PEER_UNAVAILABLE: { status: 503, summary: 'A peer component (worker, data plane, control plane) could not be reached.' },
+  CONFIG_INVALID: { status: 400, summary: 'A configuration file or flag breaks a rule; the message names the key.' },
+  STORE_ERROR: { status: 500, summary: 'The cluster store failed to read or write.' },
+  INTERNAL: { status: 500, summary: 'A bug: the message and the logs say more.' },
+} as const satisfies Record<string, { status: number; summary: string }>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export function isErrorCode(code: string): code is ErrorCode {
+  return Object.hasOwn(ERROR_CODES, code);
+}
+
+export class BatonError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  /** Extra fields for the JSON body, such as `field` for INVALID_SPEC. */
+  readonly details: Readonly<Record<string, unknown>> | undefined;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; details?: Record<string, unknown> }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'BatonError';
+    this.code = code;
+    this.status = ERROR_CODES[code].status;
+    this.details = options?.details;
+  }
+
+  toJSON(): { code: ErrorCode; message: string } & Record<string, unknown> {
+    return { ...this.details, code: this.code, message: this.message };
+  }
+}
+
+/** Wraps anything thrown into a BatonError, keeping a BatonError as it is. */
+export function toBatonError(err: unknown, fallback: ErrorCode = 'INTERNAL'): BatonError {
+  if (err instanceof BatonError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  return new BatonError(fallback, message, { cause: err });
+}

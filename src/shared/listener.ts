@@ -1,0 +1,120 @@
+// One TCP port that speaks both HTTP/1.1 and cleartext HTTP/2 (h2c with prior
+// knowledge), as Go's h2c handler does for Dirigent. Node has no such server,
+// so we read the first bytes of each connection: the HTTP/2 preface starts
+// with "PRI * HTTP/2.0", anything else goes to the HTTP/1.1 server. The bytes
+// are put back with unshift(), so neither server knows we looked.
+//
+// Garbage on the port gets the HTTP/1.1 server's 400, or an HTTP/2 GOAWAY,
+// and the connection is closed; the listener keeps running.
+import * as http from 'node:http';
+import * as http2 from 'node:http2';
+import * as net from 'node:net';
+import type { Logger } from './logging.js';
+
+const H2_PREFACE_HEAD = Buffer.from('PRI * HTTP/2.0');
+
+export type DualHandler = (
+  req: http.IncomingMessage | http2.Http2ServerRequest,
+  res: http.ServerResponse | http2.Http2ServerResponse,
+) => void;
+
+export interface DualListenerOptions {
+  host: string;
+  port: number;
+  log: Logger;
+  /** HTTP/1.1 keep-alive timeout; Node's 5 s default is too short behind a balancer. */
+  keepAliveTimeoutMs?: number;
+  /** Upper bound on concurrent HTTP/2 streams per connection. */
+  maxConcurrentStreams?: number;
+}
+
+export class DualListener {
+  readonly http1: http.Server;
+  readonly http2: http2.Http2Server;
+  private readonly tcp: net.Server;
+  private readonly sockets = new Set<net.Socket>();
+  private readonly sessions = new Set<http2.Http2Session>();
+  private boundPort = 0;
+
+  private constructor(handler: DualHandler, private readonly options: DualListenerOptions) {
+    const log = options.log;
+    this.http1 = http.createServer({ keepAliveTimeout: options.keepAliveTimeoutMs ?? 65_000 }, handler);
+    this.http1.headersTimeout = 60_000;
+    this.http1.requestTimeout = 0;
+    this.http1.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+      log.debug({ err: err.message, code: err.code }, 'bad HTTP/1.1 request');
+      if (socket.writable && !(socket as net.Socket & { _httpMessage?: unknown })._httpMessage) {
+        socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+      } else {
+        socket.destroy();
+      }
+    });
+    this.http2 = http2.createServer(
+      { settings: { maxConcurrentStreams: options.maxConcurrentStreams ?? 1000 }, maxSessionMemory: 64 },
+      handler,
+    );
+    this.http2.on('session', (session) => {
+      this.sessions.add(session);
+      session.on('close', () => this.sessions.delete(session));
+      session.on('error', (err) => log.debug({ err: err.message }, 'HTTP/2 session error'));
+    });
+    this.http2.on('sessionError', (err) => log.debug({ err: err.message }, 'HTTP/2 session error'));
+    this.tcp = net.createServer({ noDelay: true }, (socket) => this.route(socket));
+  }
+
+  static async listen(handler: DualHandler, options: DualListenerOptions): Promise<DualListener> {
+    const l = new DualListener(handler, options);
+    await new Promise<void>((resolve, reject) => {
+      l.tcp.once('error', reject);
+      l.tcp.listen(options.port, options.host, () => {
+        l.tcp.off('error', reject);
+        resolve();
+      });
+    });
+    const addr = l.tcp.address();
+    l.boundPort = typeof addr === 'object' && addr ? addr.port : options.port;
+    return l;
+  }
+
+  get port(): number {
+    return this.boundPort;
+  }
+
+  private route(socket: net.Socket): void {
+    this.sockets.add(socket);
+    socket.on('close', () => this.sockets.delete(socket));
+    socket.on('error', () => socket.destroy());
+    let head: Buffer = Buffer.alloc(0);
+    const onData = (chunk: Buffer): void => {
+      head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
+      // Decide as soon as the bytes seen differ from the preface, or cover it.
+      const n = Math.min(head.length, H2_PREFACE_HEAD.length);
+      const isH2Prefix = head.subarray(0, n).equals(H2_PREFACE_HEAD.subarray(0, n));
+      if (isH2Prefix && head.length < H2_PREFACE_HEAD.length) return;
+      socket.off('data', onData);
+      socket.pause();
+      socket.unshift(head);
+      if (isH2Prefix) this.http2.emit('connection', socket);
+      else this.http1.emit('connection', socket);
+      socket.resume();
+    };
+    socket.on('data', onData);
+  }
+
+  /**
+   * Stops accepting connections. Idle keep-alive connections are closed at
+   * once; active ones get until the grace period ends, then are destroyed.
+   */
+  async close(graceMs = 2000): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.tcp.close(() => resolve()));
+    this.http1.closeIdleConnections();
+    for (const s of this.sessions) s.close();
+    const timer = setTimeout(() => {
+      for (const s of this.sockets) s.destroy();
+      for (const s of this.sessions) s.destroy();
+    }, graceMs);
+    timer.unref();
+    await closed;
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,55 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { BatonError } from './errors.js';
+import { fromFunctionSpecMessage, parseFunctionSpec, patchScaling, SCALING_DEFAULTS, toFunctionSpecMessage } from './spec.js';
+
+function invalid(input: unknown, field: string): void {
+  assert.throws(
+    () => parseFunctionSpec(input),
+    (e: unknown) => e instanceof BatonError && e.code === 'INVALID_SPEC' && e.details?.field === field && e.message.startsWith(field),
+    `expected INVALID_SPEC naming ${field}`,
+  );
+}
+
+test('defaults follow Dirigent and Knative', () => {
+  const spec = parseFunctionSpec({ name: 'f', command: ['node', 'x.js'] });
+  assert.equal(spec.runtime, 'process');
+  assert.deepEqual(spec.scaling, SCALING_DEFAULTS);
+  assert.equal(spec.scaling.containerConcurrency, 1);
+  assert.equal(spec.scaling.stableWindowSec, 60);
+  assert.equal(spec.scaling.panicWindowSec, 6);
+  assert.equal(spec.scaling.panicThresholdPct, 200);
+  assert.equal(spec.scaling.maxScaleUpRate, 1000);
+  assert.equal(spec.scaling.maxScaleDownRate, 2);
+  assert.ok(Object.isFrozen(spec) && Object.isFrozen(spec.scaling), 'a parsed spec is frozen');
+});
+
+test('invalid specs name the field', () => {
+  invalid({ command: ['x'] }, 'name');
+  invalid({ name: 'UPPER', command: ['x'] }, 'name');
+  invalid({ name: 'a'.repeat(64), command: ['x'] }, 'name');
+  invalid({ name: 'f', command: [] }, 'command');
+  invalid({ name: 'f', command: 'node x.js' }, 'command');
+  invalid({ name: 'f', command: ['x'], runtime: 'docker' }, 'runtime');
+  invalid({ name: 'f', command: ['x'], workdir: 'relative/dir' }, 'workdir');
+  invalid({ name: 'f', command: ['x'], env: { 'BAD-NAME': 'v' } }, 'env.BAD-NAME');
+  invalid({ name: 'f', command: ['x'], scaling: { containerConcurrency: -1 } }, 'scaling.containerConcurrency');
+  invalid({ name: 'f', command: ['x'], scaling: { minScale: 3, maxScale: 2 } }, 'scaling.minScale');
+  invalid({ name: 'f', command: ['x'], scaling: { bogus: 1 } }, 'scaling');
+  invalid({ name: 'f', command: ['x'], timeoutMs: 0 }, 'timeoutMs');
+  invalid({ name: 'f', command: ['x'], extra: true }, '');
+});
+
+test('patchScaling changes only scaling and re-validates', () => {
+  const spec = parseFunctionSpec({ name: 'f', command: ['x'], scaling: { maxScale: 5 } });
+  const patched = patchScaling(spec, { minScale: 2 });
+  assert.equal(patched.scaling.minScale, 2);
+  assert.equal(patched.scaling.maxScale, 5);
+  assert.equal(spec.scaling.minScale, 0, 'the original is untouched');
+  assert.throws(() => patchScaling(spec, { minScale: 6 }), (e: unknown) => e instanceof BatonError && e.code === 'INVALID_SPEC');
+});
+
+test('the protobuf form round-trips', () => {
+  const spec = parseFunctionSpec({ name: 'f', command: ['node', 'x.js'], env: { A: 'b' }, workdir: '/srv', scaling: { maxScale: 9 } });
+  assert.deepEqual(fromFunctionSpecMessage(toFunctionSpecMessage(spec, 3n)), spec);
+});

@@ -1,0 +1,204 @@
+// The function spec (v1): its schema, its defaults, and its conversion to the
+// protobuf FunctionSpec that data planes and workers receive.
+//
+// Defaults follow Dirigent's NewDefaultAutoscalingMetadata and Knative's
+// config-autoscaler (reference/dirigent.md §2, §4; workload-peers.md §3):
+// concurrency 1 and utilisation 100 % as Dirigent runs its experiments,
+// stable 60 s, panic 6 s, panic threshold 200 %, up ×1000, down ÷2, and
+// Knative's 30 s scale-to-zero grace. maxScale 0 means unlimited, as
+// Knative's max-scale.
+import { z } from 'zod';
+import { create } from '@bufbuild/protobuf';
+import { FunctionSpecSchema, type FunctionSpec as FunctionSpecMessage } from '../gen/baton/v1/common_pb.js';
+import { BatonError } from './errors.js';
+
+export const RUNTIMES = ['process'] as const;
+export type RuntimeName = (typeof RUNTIMES)[number];
+
+export const SCALING_DEFAULTS = Object.freeze({
+  minScale: 0,
+  maxScale: 0,
+  containerConcurrency: 1,
+  targetUtilizationPct: 100,
+  stableWindowSec: 60,
+  panicWindowSec: 6,
+  panicThresholdPct: 200,
+  maxScaleUpRate: 1000,
+  maxScaleDownRate: 2,
+  scaleToZeroGraceSec: 30,
+});
+
+export const RESOURCE_DEFAULTS = Object.freeze({ cpuMillis: 100, memoryMb: 128 });
+
+/** Knative's revision timeout is 300 s; a minute suits interactive functions and is easy to raise. */
+export const DEFAULT_TIMEOUT_MS = 60_000;
+
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+const count = (max: number) => z.number().int().min(0).max(max);
+
+export const scalingSchema = z
+  .object({
+    minScale: count(100_000),
+    maxScale: count(100_000),
+    containerConcurrency: count(10_000),
+    targetUtilizationPct: z.number().int().min(1).max(100),
+    stableWindowSec: z.number().int().min(6).max(3600),
+    panicWindowSec: z.number().int().min(1).max(3600),
+    panicThresholdPct: z.number().int().min(110).max(1000),
+    maxScaleUpRate: z.number().gt(1).max(100_000),
+    maxScaleDownRate: z.number().gt(1).max(100_000),
+    scaleToZeroGraceSec: z.number().int().min(0).max(3600),
+  })
+  .strict();
+
+export type ScalingSettings = z.infer<typeof scalingSchema>;
+
+const resourcesSchema = z
+  .object({
+    cpuMillis: z.number().int().min(1).max(1_000_000),
+    memoryMb: z.number().int().min(1).max(10_000_000),
+  })
+  .strict();
+
+export const functionSpecSchema = z
+  .object({
+    name: z.string().regex(DNS_LABEL, 'must be a DNS label: lower-case letters, digits and "-", at most 63'),
+    runtime: z.enum(RUNTIMES).default('process'),
+    command: z.array(z.string().min(1)).min(1, 'must name a program'),
+    workdir: z
+      .string()
+      .refine((p) => p.startsWith('/'), 'must be an absolute path')
+      .optional(),
+    env: z
+      .record(z.string().regex(ENV_NAME, 'environment names are letters, digits and "_"'), z.string())
+      .default({}),
+    resources: resourcesSchema.partial().default({}),
+    scaling: scalingSchema.partial().default({}),
+    timeoutMs: z.number().int().min(1).max(3_600_000).default(DEFAULT_TIMEOUT_MS),
+  })
+  .strict();
+
+/** A spec as users write it: everything but name and command may be left out. */
+export type FunctionSpecInput = z.input<typeof functionSpecSchema>;
+
+/** A spec with every default applied: what the store and the components hold. */
+export interface FunctionSpec {
+  readonly name: string;
+  readonly runtime: RuntimeName;
+  readonly command: readonly string[];
+  readonly workdir?: string | undefined;
+  readonly env: Readonly<Record<string, string>>;
+  readonly resources: Readonly<{ cpuMillis: number; memoryMb: number }>;
+  readonly scaling: Readonly<ScalingSettings>;
+  readonly timeoutMs: number;
+}
+
+/** Formats the first zod issue as "field: rule", the field as a dotted path. */
+export function describeIssue(error: z.ZodError): { field: string; message: string } {
+  const issue = error.issues[0];
+  if (!issue) return { field: '', message: 'invalid' };
+  const field = issue.path.map(String).join('.');
+  return { field, message: field ? `${field}: ${issue.message}` : issue.message };
+}
+
+function checkScaling(s: ScalingSettings): void {
+  if (s.maxScale !== 0 && s.minScale > s.maxScale) {
+    throw new BatonError('INVALID_SPEC', 'scaling.minScale: must not exceed scaling.maxScale', {
+      details: { field: 'scaling.minScale' },
+    });
+  }
+  if (s.panicWindowSec > s.stableWindowSec) {
+    throw new BatonError('INVALID_SPEC', 'scaling.panicWindowSec: must not exceed scaling.stableWindowSec', {
+      details: { field: 'scaling.panicWindowSec' },
+    });
+  }
+}
+
+/** Validates a user's spec and applies every default. Throws INVALID_SPEC naming the field. */
+export function parseFunctionSpec(input: unknown): FunctionSpec {
+  const parsed = functionSpecSchema.safeParse(input);
+  if (!parsed.success) {
+    const { field, message } = describeIssue(parsed.error);
+    throw new BatonError('INVALID_SPEC', message, { details: { field } });
+  }
+  const v = parsed.data;
+  const spec: FunctionSpec = {
+    name: v.name,
+    runtime: v.runtime,
+    command: v.command,
+    workdir: v.workdir,
+    env: v.env,
+    resources: { ...RESOURCE_DEFAULTS, ...v.resources },
+    scaling: { ...SCALING_DEFAULTS, ...v.scaling },
+    timeoutMs: v.timeoutMs,
+  };
+  checkScaling(spec.scaling);
+  return deepFreeze(spec);
+}
+
+/** Applies a partial scaling change (PATCH) to a spec, validating the result. */
+export function patchScaling(spec: FunctionSpec, patch: unknown): FunctionSpec {
+  const parsed = scalingSchema.partial().safeParse(patch);
+  if (!parsed.success) {
+    const { field, message } = describeIssue(parsed.error);
+    throw new BatonError('INVALID_SPEC', `scaling.${message}`, { details: { field: `scaling.${field}` } });
+  }
+  const scaling = { ...spec.scaling, ...parsed.data };
+  checkScaling(scaling);
+  return deepFreeze({ ...spec, scaling });
+}
+
+export function toFunctionSpecMessage(spec: FunctionSpec, revision: bigint): FunctionSpecMessage {
+  return create(FunctionSpecSchema, {
+    name: spec.name,
+    runtime: spec.runtime,
+    command: [...spec.command],
+    workdir: spec.workdir ?? '',
+    env: { ...spec.env },
+    resources: { ...spec.resources },
+    scaling: { ...spec.scaling },
+    timeoutMs: spec.timeoutMs,
+    revision,
+  });
+}
+
+/** The inverse of toFunctionSpecMessage, for receivers (data planes, workers). */
+export function fromFunctionSpecMessage(m: FunctionSpecMessage): FunctionSpec {
+  const runtime = (RUNTIMES as readonly string[]).includes(m.runtime) ? (m.runtime as RuntimeName) : 'process';
+  return deepFreeze({
+    name: m.name,
+    runtime,
+    command: [...m.command],
+    workdir: m.workdir === '' ? undefined : m.workdir,
+    env: { ...m.env },
+    resources: {
+      cpuMillis: m.resources?.cpuMillis ?? RESOURCE_DEFAULTS.cpuMillis,
+      memoryMb: m.resources?.memoryMb ?? RESOURCE_DEFAULTS.memoryMb,
+    },
+    scaling: m.scaling
+      ? {
+          minScale: m.scaling.minScale,
+          maxScale: m.scaling.maxScale,
+          containerConcurrency: m.scaling.containerConcurrency,
+          targetUtilizationPct: m.scaling.targetUtilizationPct,
+          stableWindowSec: m.scaling.stableWindowSec,
+          panicWindowSec: m.scaling.panicWindowSec,
+          panicThresholdPct: m.scaling.panicThresholdPct,
+          maxScaleUpRate: m.scaling.maxScaleUpRate,
+          maxScaleDownRate: m.scaling.maxScaleDownRate,
+          scaleToZeroGraceSec: m.scaling.scaleToZeroGraceSec,
+        }
+      : { ...SCALING_DEFAULTS },
+    timeoutMs: m.timeoutMs || DEFAULT_TIMEOUT_MS,
+  });
+}
+
+export function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}
