@@ -114,7 +114,7 @@ export function compileConfig<S extends z.ZodType>(schema: S, input: unknown, so
     const { message } = describeIssue(parsed.error);
     throw new BatonError('CONFIG_INVALID', `${source}: ${message}`);
   }
-  return deepFreeze(parsed.data) as Readonly<z.output<S>>;
+  return deepFreeze(parsed.data);
 }
 
 /** Reads a YAML config file into a plain object; validation happens in compileConfig. */

@@ -56,9 +56,9 @@ export class DualListener {
     this.http2.on('session', (session) => {
       this.sessions.add(session);
       session.on('close', () => this.sessions.delete(session));
-      session.on('error', (err) => log.debug({ err: err.message }, 'HTTP/2 session error'));
+      session.on('error', (err: Error) => log.debug({ err: err.message }, 'HTTP/2 session error'));
     });
-    this.http2.on('sessionError', (err) => log.debug({ err: err.message }, 'HTTP/2 session error'));
+    this.http2.on('sessionError', (err: Error) => log.debug({ err: err.message }, 'HTTP/2 session error'));
     this.tcp = net.createServer({ noDelay: true }, (socket) => this.route(socket));
   }
 
