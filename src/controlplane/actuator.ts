@@ -1,0 +1,247 @@
+// The scaling actuator: makes each function's sandboxes match its desired
+// scale. The latest desired value wins: reconcile() is synchronous, compares
+// desired with the sandboxes that exist or are starting, and launches the
+// creates (in parallel) or the drain-then-deletes that close the gap; each
+// finished operation calls reconcile() again. There is no queue of stale
+// decisions, as in Dirigent's ScalingControllerLoop, which drains its channel
+// to the newest value.
+//
+// A failed create backs off exponentially (no hot loop on a command that does
+// not exist), records why on the function (describe shows it) and fails the
+// requests queued for it on every data plane with that code.
+import { create } from '@bufbuild/protobuf';
+import { EndpointSchema } from '../gen/baton/v1/common_pb.js';
+import type { ControlPlaneConfig } from '../shared/config.js';
+import { type ErrorCode, ERROR_CODES } from '../shared/errors.js';
+import { sandboxId } from '../shared/ids.js';
+import type { Logger } from '../shared/logging.js';
+import { fromRpcError } from '../shared/rpc.js';
+import { toFunctionSpecMessage } from '../shared/spec.js';
+import type { FunctionState, SandboxRecord } from './function-state.js';
+import type { DataPlaneMember, Membership, WorkerMember } from './membership.js';
+import type { PlacementPolicy } from './placement/index.js';
+import type { ControlPlaneMetrics } from './metrics.js';
+
+/** A sandbox that dies within this long of becoming ready counts as a failed start for back-off. */
+const CRASH_LOOP_WINDOW_MS = 10_000;
+
+export class Actuator {
+  constructor(
+    private readonly config: ControlPlaneConfig,
+    private readonly membership: Membership,
+    private readonly placement: PlacementPolicy,
+    private readonly metrics: ControlPlaneMetrics,
+    private readonly log: Logger,
+  ) {}
+
+  /** Starts or stops sandboxes so that the function reaches its desired scale. */
+  reconcile(fn: FunctionState): void {
+    if (fn.deleted) return;
+    const active: SandboxRecord[] = [];
+    for (const s of fn.sandboxes.values()) if (s.phase !== 'draining') active.push(s);
+    const gap = fn.desired - active.length;
+    if (gap > 0) {
+      const waitMs = fn.backoffUntilMs - Date.now();
+      if (waitMs > 0) {
+        this.retryLater(fn, waitMs);
+        return;
+      }
+      for (let i = 0; i < gap; i++) void this.createSandbox(fn);
+    } else if (gap < 0) {
+      // Newest ready sandboxes go first; starting ones are reconsidered when ready.
+      const victims = active
+        .filter((s) => s.phase === 'ready')
+        .sort((a, b) => b.createdAtMs - a.createdAtMs)
+        .slice(0, -gap);
+      for (const v of victims) void this.drainAndDelete(fn, v);
+    }
+  }
+
+  private retryLater(fn: FunctionState, delayMs: number): void {
+    if (fn.retryTimer) return;
+    fn.retryTimer = setTimeout(() => {
+      fn.retryTimer = undefined;
+      this.reconcile(fn);
+    }, delayMs);
+    fn.retryTimer.unref();
+  }
+
+  private async createSandbox(fn: FunctionState): Promise<void> {
+    const spec = fn.spec;
+    const workers = this.membership.readyWorkers().filter((w) => w.runtimes.length === 0 || w.runtimes.includes(spec.runtime));
+    const candidates = workers.map((w) => ({
+      id: w.id,
+      capacity: w.capacity,
+      reserved: { cpuMillis: 0, memoryMb: 0 },
+    }));
+    const index = this.placement.place(candidates, {
+      function: spec.name,
+      cpuMillis: spec.resources.cpuMillis,
+      memoryMb: spec.resources.memoryMb,
+    });
+    const worker = workers[index];
+    if (!worker) {
+      this.recordFailure(fn, 'NO_WORKERS', `no ready worker runs the ${spec.runtime} runtime`);
+      return;
+    }
+    const record: SandboxRecord = {
+      id: sandboxId(spec.name),
+      workerId: worker.id,
+      address: '',
+      phase: 'starting',
+      createdAtMs: Date.now(),
+      readyAtMs: undefined,
+    };
+    fn.sandboxes.set(record.id, record);
+    const started = performance.now();
+    let address: string;
+    try {
+      const res = await worker.client.createSandbox(
+        { sandboxId: record.id, function: toFunctionSpecMessage(spec, BigInt(fn.revision)) },
+        { timeoutMs: this.config.sandboxCreateTimeoutMs },
+      );
+      address = res.sandbox?.address ?? '';
+      if (!address) throw new Error('worker returned a sandbox without an address');
+    } catch (err) {
+      fn.sandboxes.delete(record.id);
+      const e = fromRpcError(err, `worker ${worker.id}`);
+      // A create lost on the wire may still have started the sandbox: delete it (idempotent) so it cannot leak.
+      if (e.code === 'PEER_UNAVAILABLE') void this.deleteOnWorker(worker, record.id);
+      this.metrics.sandboxCreateFailures.inc({ function: spec.name });
+      this.recordFailure(fn, e.code === 'PEER_UNAVAILABLE' ? 'PEER_UNAVAILABLE' : 'SANDBOX_START_FAILED', e.message);
+      return;
+    }
+    this.metrics.sandboxCreateSeconds.observe({ function: spec.name }, (performance.now() - started) / 1000);
+    if (fn.deleted || fn.sandboxes.get(record.id) !== record) {
+      // The function was deleted, or the sandbox's worker was lost, while it started.
+      await this.deleteOnWorker(worker, record.id);
+      if (fn.sandboxes.get(record.id) === record) fn.sandboxes.delete(record.id);
+      return;
+    }
+    record.address = address;
+    record.phase = 'ready';
+    record.readyAtMs = Date.now();
+    if (fn.condition && fn.condition.code !== 'SANDBOX_CRASHED') fn.condition = undefined;
+    fn.consecutiveFailures = 0;
+    fn.backoffUntilMs = 0;
+    await this.broadcast('add endpoint', (dp) =>
+      dp.client.addEndpoints({ function: spec.name, endpoints: [this.endpointOf(spec.name, record)] }),
+    );
+    this.reconcile(fn);
+  }
+
+  private async deleteOnWorker(worker: WorkerMember, id: string): Promise<void> {
+    try {
+      await worker.client.deleteSandbox({ sandboxId: id });
+    } catch (err) {
+      this.log.warn({ err: fromRpcError(err, `worker ${worker.id}`).message, sandbox: id }, 'delete sandbox failed');
+    }
+  }
+
+  /** Stops routing to a sandbox on every data plane, waits for its requests, then deletes it. */
+  async drainAndDelete(fn: FunctionState, record: SandboxRecord): Promise<void> {
+    if (record.phase === 'draining') return;
+    record.phase = 'draining';
+    const drainTimeoutMs = this.config.drainTimeoutMs;
+    await this.broadcast('drain endpoint', (dp) =>
+      dp.client.removeEndpoints(
+        { function: fn.spec.name, sandboxIds: [record.id], drain: true, drainTimeoutMs },
+        { timeoutMs: drainTimeoutMs + 5000 },
+      ),
+    );
+    const worker = this.membership.workers.get(record.workerId);
+    if (worker && worker.status === 'ready') await this.deleteOnWorker(worker, record.id);
+    fn.sandboxes.delete(record.id);
+    this.reconcile(fn);
+  }
+
+  /** A worker said one of its sandboxes died: forget it, stop routing to it, replace it. */
+  sandboxFailed(fn: FunctionState, id: string, reason: string, message: string): void {
+    const record = fn.sandboxes.get(id);
+    if (!record || record.phase === 'starting') return;
+    fn.sandboxes.delete(id);
+    void this.broadcast('remove endpoint', (dp) => dp.client.removeEndpoints({ function: fn.spec.name, sandboxIds: [id], drain: false }));
+    if (record.phase === 'draining') return;
+    const livedMs = Date.now() - (record.readyAtMs ?? record.createdAtMs);
+    fn.condition = { code: 'SANDBOX_CRASHED', message: `sandbox ${id} ${reason}: ${message}`, sinceMs: Date.now() };
+    if (livedMs < CRASH_LOOP_WINDOW_MS) {
+      // Crash-looping: replace it, but back off as for a failed start.
+      fn.consecutiveFailures += 1;
+      fn.backoffUntilMs = Date.now() + this.backoffMs(fn.consecutiveFailures - 1);
+    } else {
+      fn.consecutiveFailures = 0;
+    }
+    this.reconcile(fn);
+  }
+
+  /** A worker went silent: its sandboxes are gone as far as routing is concerned. */
+  workerLost(worker: WorkerMember, functions: Iterable<FunctionState>): void {
+    for (const fn of functions) {
+      const lost = [...fn.sandboxes.values()].filter((s) => s.workerId === worker.id);
+      if (lost.length === 0) continue;
+      for (const s of lost) fn.sandboxes.delete(s.id);
+      const ids = lost.map((s) => s.id);
+      void this.broadcast('remove endpoints', (dp) => dp.client.removeEndpoints({ function: fn.spec.name, sandboxIds: ids, drain: false }));
+      this.reconcile(fn);
+    }
+  }
+
+  private backoffMs(failures: number): number {
+    return Math.min(this.config.createBackoffMaxMs, this.config.createBackoffInitialMs * 2 ** Math.min(failures, 30));
+  }
+
+  private recordFailure(fn: FunctionState, code: ErrorCode, message: string): void {
+    fn.consecutiveFailures += 1;
+    const delay = this.backoffMs(fn.consecutiveFailures - 1);
+    fn.backoffUntilMs = Date.now() + delay;
+    fn.condition = { code, message, sinceMs: Date.now() };
+    this.log.warn({ function: fn.spec.name, code, err: message, retryInMs: delay }, 'cannot start a sandbox');
+    void this.rejectQueued(fn);
+    this.retryLater(fn, delay);
+  }
+
+  /** Fails the requests queued for the function on every data plane (or one) with its condition. */
+  async rejectQueued(fn: FunctionState, only?: DataPlaneMember): Promise<void> {
+    const c = fn.condition;
+    if (!c) return;
+    const req = { function: fn.spec.name, code: c.code, message: c.message, httpStatus: ERROR_CODES[c.code].status };
+    if (only) {
+      await only.client.rejectQueued(req).catch((err: unknown) => this.log.warn({ err: String(err) }, 'reject queued failed'));
+      return;
+    }
+    await this.broadcast('reject queued', (dp) => dp.client.rejectQueued(req));
+  }
+
+  endpointOf(functionName: string, s: SandboxRecord) {
+    return create(EndpointSchema, { sandboxId: s.id, function: functionName, address: s.address, workerId: s.workerId });
+  }
+
+  /** Sends the whole state to one data plane: every function and its ready endpoints. */
+  async pushAll(dp: DataPlaneMember, functions: Iterable<FunctionState>): Promise<void> {
+    await Promise.all(
+      [...functions].map(async (fn) => {
+        try {
+          await dp.client.addFunction({ function: toFunctionSpecMessage(fn.spec, BigInt(fn.revision)) });
+          const ready = [...fn.sandboxes.values()].filter((s) => s.phase === 'ready');
+          if (ready.length > 0) {
+            await dp.client.addEndpoints({ function: fn.spec.name, endpoints: ready.map((s) => this.endpointOf(fn.spec.name, s)) });
+          }
+        } catch (err) {
+          this.log.warn({ dataPlane: dp.id, function: fn.spec.name, err: fromRpcError(err, dp.id).message }, 'state push failed');
+        }
+      }),
+    );
+  }
+
+  /** Runs one call on every data plane in parallel; failures are logged, not thrown. */
+  async broadcast(what: string, call: (dp: DataPlaneMember) => Promise<unknown>): Promise<void> {
+    const dps = [...this.membership.dataPlanes.values()];
+    const results = await Promise.allSettled(dps.map(call));
+    results.forEach((r, i) => {
+      if (r.status === 'rejected') {
+        const dp = dps[i];
+        this.log.warn({ dataPlane: dp?.id, err: fromRpcError(r.reason, dp?.id ?? '').message }, `${what} failed`);
+      }
+    });
+  }
+}

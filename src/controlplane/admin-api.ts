@@ -1,0 +1,105 @@
+// The public admin API: HTTP+JSON, versioned under /v1. It shares the control
+// plane's port with the internal RPC service (split by path). Every /v1 call
+// needs the bearer token when one is configured; /health and /metrics do not.
+// Errors are `{code, message}` with the status fixed by the code.
+import { timingSafeEqual } from 'node:crypto';
+import type * as http from 'node:http';
+import type * as http2 from 'node:http2';
+import { BatonError, toBatonError } from '../shared/errors.js';
+import type { Logger } from '../shared/logging.js';
+import { sendError, sendJson } from '../shared/rpc.js';
+
+type Req = http.IncomingMessage | http2.Http2ServerRequest;
+type Res = http.ServerResponse | http2.Http2ServerResponse;
+
+/** What the admin API needs from the control plane. */
+export interface AdminBackend {
+  createFunction(body: unknown): Promise<Record<string, unknown>>;
+  listFunctions(): Record<string, unknown>[];
+  describeFunction(name: string): Record<string, unknown>;
+  patchFunction(name: string, body: unknown): Promise<Record<string, unknown>>;
+  deleteFunction(name: string): Promise<void>;
+  listWorkers(): Record<string, unknown>[];
+  listDataPlanes(): Record<string, unknown>[];
+}
+
+export interface AdminApiOptions {
+  token: string | undefined;
+  maxBodyBytes: number;
+  log: Logger;
+}
+
+const FUNCTION_PATH = /^\/v1\/functions\/([^/]+)$/;
+
+/** Reads a JSON body, answering 413 past the limit and 400 on bad JSON. */
+export async function readJsonBody(req: Req, maxBytes: number): Promise<unknown> {
+  const declared = Number(req.headers['content-length'] ?? '0');
+  if (declared > maxBytes) throw new BatonError('BODY_TOO_LARGE', `body is over the ${maxBytes}-byte limit`);
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > maxBytes) throw new BatonError('BODY_TOO_LARGE', `body is over the ${maxBytes}-byte limit`);
+    chunks.push(chunk);
+  }
+  if (size === 0) return {};
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
+  } catch (err) {
+    throw new BatonError('INVALID_REQUEST', `body is not valid JSON: ${(err as Error).message}`);
+  }
+}
+
+function tokenMatches(header: string | string[] | undefined, token: string): boolean {
+  if (typeof header !== 'string') return false;
+  const want = Buffer.from(`Bearer ${token}`);
+  const got = Buffer.from(header);
+  return got.length === want.length && timingSafeEqual(got, want);
+}
+
+export function createAdminHandler(backend: AdminBackend, options: AdminApiOptions): (req: Req, res: Res) => void {
+  const route = async (req: Req, res: Res): Promise<void> => {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const path = url.pathname;
+    const method = req.method ?? 'GET';
+    if (!path.startsWith('/v1/')) throw new BatonError('NOT_FOUND', `no route for ${method} ${path}`);
+    if (options.token && !tokenMatches(req.headers.authorization, options.token)) {
+      throw new BatonError('UNAUTHORIZED', 'this API needs a bearer token (Authorization: Bearer …)');
+    }
+    if (path === '/v1/functions') {
+      if (method === 'GET') return sendJson(res, 200, { functions: backend.listFunctions() });
+      if (method === 'POST') {
+        const body = await readJsonBody(req, options.maxBodyBytes);
+        return sendJson(res, 201, await backend.createFunction(body));
+      }
+      throw new BatonError('METHOD_NOT_ALLOWED', `${method} is not allowed on ${path}`);
+    }
+    const m = FUNCTION_PATH.exec(path);
+    if (m) {
+      const name = decodeURIComponent(m[1] ?? '');
+      if (method === 'GET') return sendJson(res, 200, backend.describeFunction(name));
+      if (method === 'PATCH') {
+        const body = await readJsonBody(req, options.maxBodyBytes);
+        return sendJson(res, 200, await backend.patchFunction(name, body));
+      }
+      if (method === 'DELETE') {
+        await backend.deleteFunction(name);
+        return sendJson(res, 200, { deleted: name });
+      }
+      throw new BatonError('METHOD_NOT_ALLOWED', `${method} is not allowed on ${path}`);
+    }
+    if (path === '/v1/workers' && method === 'GET') return sendJson(res, 200, { workers: backend.listWorkers() });
+    if (path === '/v1/dataplanes' && method === 'GET') return sendJson(res, 200, { dataPlanes: backend.listDataPlanes() });
+    throw new BatonError('NOT_FOUND', `no route for ${method} ${path}`);
+  };
+
+  return (req, res) => {
+    route(req, res).catch((err: unknown) => {
+      const e = toBatonError(err);
+      if (e.status >= 500) options.log.error({ err, url: req.url }, 'admin call failed');
+      // An unread request body would otherwise be parsed as the next request.
+      if (!req.complete) (res as http.ServerResponse).setHeader?.('connection', 'close');
+      sendError(res, e);
+    });
+  };
+}

@@ -1,0 +1,126 @@
+// The control plane's in-memory view of one function: its registration (from
+// the store), its sandboxes (never persisted; rebuilt from the workers), the
+// load its data planes report, and why it cannot scale, if it cannot.
+import type { ErrorCode } from '../shared/errors.js';
+import type { FunctionSpec } from '../shared/spec.js';
+
+export type SandboxPhase = 'starting' | 'ready' | 'draining';
+
+export interface SandboxRecord {
+  readonly id: string;
+  readonly workerId: string;
+  address: string;
+  phase: SandboxPhase;
+  readonly createdAtMs: number;
+  readyAtMs: number | undefined;
+}
+
+export interface LoadReport {
+  inFlight: number;
+  queued: number;
+  atMs: number;
+}
+
+export interface FunctionCondition {
+  code: ErrorCode;
+  message: string;
+  sinceMs: number;
+}
+
+export interface FunctionState {
+  spec: FunctionSpec;
+  revision: number;
+  readonly createdAtMs: number;
+  updatedAtMs: number;
+  readonly sandboxes: Map<string, SandboxRecord>;
+  desired: number;
+  /** The latest report of each data plane, by data-plane id. */
+  readonly load: Map<string, LoadReport>;
+  lastActiveMs: number;
+  condition: FunctionCondition | undefined;
+  consecutiveFailures: number;
+  backoffUntilMs: number;
+  retryTimer: NodeJS.Timeout | undefined;
+  deleted: boolean;
+}
+
+export function newFunctionState(spec: FunctionSpec, revision: number, createdAtMs: number, updatedAtMs: number): FunctionState {
+  return {
+    spec,
+    revision,
+    createdAtMs,
+    updatedAtMs,
+    sandboxes: new Map(),
+    desired: spec.scaling.minScale,
+    load: new Map(),
+    lastActiveMs: 0,
+    condition: undefined,
+    consecutiveFailures: 0,
+    backoffUntilMs: 0,
+    retryTimer: undefined,
+    deleted: false,
+  };
+}
+
+/** Sums the load over data planes, ignoring reports older than `staleMs` (a data plane that went silent). */
+export function totalLoad(fn: FunctionState, nowMs: number, staleMs: number): { inFlight: number; queued: number } {
+  let inFlight = 0;
+  let queued = 0;
+  for (const r of fn.load.values()) {
+    if (nowMs - r.atMs > staleMs) continue;
+    inFlight += r.inFlight;
+    queued += r.queued;
+  }
+  return { inFlight, queued };
+}
+
+export function countPhases(fn: FunctionState): Record<SandboxPhase, number> {
+  const counts = { starting: 0, ready: 0, draining: 0 };
+  for (const s of fn.sandboxes.values()) counts[s.phase] += 1;
+  return counts;
+}
+
+/** The JSON form of `GET /v1/functions/{name}`. */
+export function describeFunction(fn: FunctionState, nowMs: number, staleMs: number): Record<string, unknown> {
+  const load = totalLoad(fn, nowMs, staleMs);
+  const phases = countPhases(fn);
+  return {
+    name: fn.spec.name,
+    revision: fn.revision,
+    createdAt: new Date(fn.createdAtMs).toISOString(),
+    updatedAt: new Date(fn.updatedAtMs).toISOString(),
+    spec: fn.spec,
+    status: {
+      desiredScale: fn.desired,
+      readySandboxes: phases.ready,
+      startingSandboxes: phases.starting,
+      drainingSandboxes: phases.draining,
+      inFlight: load.inFlight,
+      queued: load.queued,
+      condition: fn.condition
+        ? { code: fn.condition.code, message: fn.condition.message, since: new Date(fn.condition.sinceMs).toISOString() }
+        : null,
+    },
+    sandboxes: [...fn.sandboxes.values()].map((s) => ({
+      id: s.id,
+      state: s.phase,
+      worker: s.workerId,
+      address: s.address || null,
+      createdAt: new Date(s.createdAtMs).toISOString(),
+      readyAt: s.readyAtMs === undefined ? null : new Date(s.readyAtMs).toISOString(),
+    })),
+  };
+}
+
+/** The short JSON form used by `GET /v1/functions`. */
+export function summarizeFunction(fn: FunctionState): Record<string, unknown> {
+  const phases = countPhases(fn);
+  return {
+    name: fn.spec.name,
+    runtime: fn.spec.runtime,
+    revision: fn.revision,
+    desiredScale: fn.desired,
+    readySandboxes: phases.ready,
+    condition: fn.condition ? fn.condition.code : null,
+  };
+}

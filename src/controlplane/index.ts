@@ -1,0 +1,384 @@
+// The control plane: the function registry and its admin API, worker and
+// data-plane membership, scaling, and the actuator that creates and deletes
+// sandboxes. One process, state in memory, one writer per object; only
+// registrations go to the store (DESIGN.md, principles 1 and 3).
+//
+// Data flow: data planes report in-flight counts (ReportInFlight) → scale()
+// computes each function's desired scale → the actuator creates sandboxes on
+// workers (placement) and pushes ready endpoints to every data plane, or
+// drains and deletes them. Workers report sandbox deaths; silent workers are
+// expired on the scaling tick.
+import { create } from '@bufbuild/protobuf';
+import type { ConnectRouter } from '@connectrpc/connect';
+import { AckSchema, SandboxState } from '../gen/baton/v1/common_pb.js';
+import {
+  ControlPlaneService,
+  RegisterDataPlaneResponseSchema,
+  RegisterWorkerResponseSchema,
+  WorkerHeartbeatResponseSchema,
+} from '../gen/baton/v1/controlplane_pb.js';
+import { type ControlPlaneConfig, joinHostPort } from '../shared/config.js';
+import { BatonError } from '../shared/errors.js';
+import type { DualListener } from '../shared/listener.js';
+import { createLogger, type Logger } from '../shared/logging.js';
+import { createMetricsRegistry } from '../shared/metrics.js';
+import { fromRpcError, startRpcServer } from '../shared/rpc.js';
+import { parseFunctionSpec, patchScaling, toFunctionSpecMessage } from '../shared/spec.js';
+import { openStore, type ClusterStore } from '../store/index.js';
+import { Actuator } from './actuator.js';
+import { createAdminHandler, type AdminBackend } from './admin-api.js';
+import { describeFunction, newFunctionState, summarizeFunction, totalLoad, type FunctionState } from './function-state.js';
+import { Membership, type WorkerMember } from './membership.js';
+import { createControlPlaneMetrics, type ControlPlaneMetrics } from './metrics.js';
+import { createPlacementPolicy } from './placement/index.js';
+import { desiredScale } from './scaling/simple.js';
+
+export type ControlPlaneState = 'INITIALIZED' | 'RUNNING' | 'DRAINING' | 'STOPPED' | 'FAILED';
+
+export interface ControlPlaneOptions {
+  log?: Logger;
+}
+
+export class ControlPlane implements AdminBackend {
+  state: ControlPlaneState = 'INITIALIZED';
+  private readonly functions = new Map<string, FunctionState>();
+  private readonly membership: Membership;
+  private readonly actuator: Actuator;
+  private readonly metrics: ControlPlaneMetrics;
+  private listener: DualListener | undefined;
+  private tickTimer: NodeJS.Timeout | undefined;
+  /** A data plane whose report is older than this went silent; its counts are ignored. */
+  private readonly staleLoadMs: number;
+
+  private constructor(
+    readonly config: ControlPlaneConfig,
+    private readonly store: ClusterStore,
+    private readonly log: Logger,
+  ) {
+    this.metrics = createControlPlaneMetrics(createMetricsRegistry('controlplane'));
+    this.membership = new Membership({ token: config.token, rpcTimeoutMs: 10_000 });
+    this.actuator = new Actuator(config, this.membership, createPlacementPolicy(config.placementPolicy), this.metrics, log);
+    this.staleLoadMs = config.metricsIntervalMs * 3 + 1000;
+  }
+
+  static async create(config: ControlPlaneConfig, options: ControlPlaneOptions = {}): Promise<ControlPlane> {
+    const log = options.log ?? createLogger('controlplane', { level: config.logLevel });
+    const store = await openStore({ type: config.store.type, dataDir: config.dataDir });
+    const cp = new ControlPlane(config, store, log);
+    try {
+      await cp.start();
+    } catch (err) {
+      cp.state = 'FAILED';
+      await store.close();
+      throw err;
+    }
+    return cp;
+  }
+
+  /** host:port of the admin API and the RPC service. */
+  get address(): string {
+    return joinHostPort(this.config.host, this.port);
+  }
+
+  get port(): number {
+    return this.listener?.port ?? 0;
+  }
+
+  get url(): string {
+    return `http://${this.address}`;
+  }
+
+  private async start(): Promise<void> {
+    for (const f of await this.store.listFunctions()) {
+      this.functions.set(f.spec.name, newFunctionState(f.spec, f.revision, f.createdAtMs, f.updatedAtMs));
+    }
+    const admin = createAdminHandler(this, { token: this.config.token, maxBodyBytes: this.config.maxBodyBytes, log: this.log });
+    this.listener = await startRpcServer({
+      host: this.config.host,
+      port: this.config.apiPort,
+      log: this.log,
+      token: this.config.token,
+      metrics: this.metrics.registry,
+      routes: (router) => this.routes(router),
+      health: () => ({
+        ok: this.state === 'RUNNING',
+        detail: { functions: this.functions.size, workers: this.membership.readyWorkers().length, dataPlanes: this.membership.dataPlanes.size },
+      }),
+      fallback: admin,
+    });
+    this.tickTimer = setInterval(() => this.tick(), this.config.scalingPeriodMs);
+    this.tickTimer.unref();
+    this.state = 'RUNNING';
+    this.log.info({ address: this.address, functions: this.functions.size }, 'control plane running');
+  }
+
+  async stop(): Promise<void> {
+    if (this.state === 'STOPPED') return;
+    this.state = 'DRAINING';
+    if (this.tickTimer) clearInterval(this.tickTimer);
+    for (const fn of this.functions.values()) if (fn.retryTimer) clearTimeout(fn.retryTimer);
+    await this.listener?.close();
+    await this.store.close();
+    this.state = 'STOPPED';
+  }
+
+  private requireRunning(): void {
+    if (this.state !== 'RUNNING') throw new BatonError('UNAVAILABLE', `control plane is ${this.state.toLowerCase()}`);
+  }
+
+  // ---- internal RPC ---------------------------------------------------------
+
+  private routes(router: ConnectRouter): void {
+    router.service(ControlPlaneService, {
+      registerWorker: async (req) => {
+        this.requireRunning();
+        if (!req.workerId || !req.address) throw new BatonError('INVALID_REQUEST', 'workerId and address are required');
+        const capacity = { cpuMillis: req.capacity?.cpuMillis ?? 0, memoryMb: Number(req.capacity?.memoryMb ?? 0n) };
+        const { worker, fresh } = this.membership.upsertWorker(req.workerId, req.address, capacity, req.runtimes, Date.now());
+        if (fresh) {
+          await this.store.putWorker({ id: worker.id, address: worker.address, registeredAtMs: worker.registeredAtMs });
+          this.log.info({ worker: worker.id, address: worker.address }, 'worker registered');
+          void this.adoptSandboxes(worker);
+        }
+        return create(RegisterWorkerResponseSchema, { heartbeatIntervalMs: this.config.workerHeartbeatIntervalMs });
+      },
+      workerHeartbeat: async (req) => {
+        const worker = this.membership.workers.get(req.workerId);
+        if (!worker || worker.status !== 'ready') return create(WorkerHeartbeatResponseSchema, { known: false });
+        worker.lastHeartbeatMs = Date.now();
+        if (req.capacity) worker.capacity = { cpuMillis: req.capacity.cpuMillis, memoryMb: Number(req.capacity.memoryMb) };
+        if (req.usage) {
+          worker.usage = { cpuMillis: req.usage.cpuMillis, memoryMb: Number(req.usage.memoryMb), sandboxes: req.usage.sandboxes };
+        }
+        return create(WorkerHeartbeatResponseSchema, { known: true });
+      },
+      registerDataPlane: async (req) => {
+        this.requireRunning();
+        if (!req.dataPlaneId || !req.address) throw new BatonError('INVALID_REQUEST', 'dataPlaneId and address are required');
+        const { dataPlane, fresh } = this.membership.upsertDataPlane(
+          req.dataPlaneId,
+          req.address,
+          req.proxyAddress,
+          req.incarnation,
+          Date.now(),
+        );
+        if (fresh) {
+          await this.store.putDataPlane({
+            id: dataPlane.id,
+            address: dataPlane.address,
+            proxyAddress: dataPlane.proxyAddress,
+            registeredAtMs: dataPlane.registeredAtMs,
+          });
+          this.log.info({ dataPlane: dataPlane.id, address: dataPlane.address }, 'data plane registered');
+          void this.actuator.pushAll(dataPlane, this.functions.values());
+        }
+        return create(RegisterDataPlaneResponseSchema, { metricsIntervalMs: this.config.metricsIntervalMs });
+      },
+      reportInFlight: async (req) => {
+        const now = Date.now();
+        const dp = this.membership.dataPlanes.get(req.dataPlaneId);
+        if (dp) dp.lastSeenMs = now;
+        for (const f of req.functions) {
+          const fn = this.functions.get(f.function);
+          if (!fn) continue;
+          fn.load.set(req.dataPlaneId, { inFlight: f.inFlight, queued: f.queued, atMs: now });
+          if (f.inFlight + f.queued > 0) fn.lastActiveMs = now;
+          if (req.urgent && f.queued > 0) {
+            this.scale(fn, now);
+            // A function known not to start fails its new requests at once, not after its timeout.
+            if (dp && fn.condition && fn.condition.code !== 'SANDBOX_CRASHED' && now < fn.backoffUntilMs) {
+              void this.actuator.rejectQueued(fn, dp);
+            }
+          }
+        }
+        return create(AckSchema);
+      },
+      reportSandboxFailure: async (req) => {
+        const fn = this.functions.get(req.function);
+        this.log.warn(
+          { function: req.function, sandbox: req.sandboxId, worker: req.workerId, reason: req.reason, exitCode: req.exitCode, signal: req.signal },
+          'sandbox failed',
+        );
+        if (fn) this.actuator.sandboxFailed(fn, req.sandboxId, req.reason, req.message);
+        return create(AckSchema);
+      },
+    });
+  }
+
+  /**
+   * A worker (re)registered: learn the sandboxes it already runs. Those of a
+   * registered function are adopted and routed to; any other is deleted, so
+   * nothing leaks across a control-plane restart.
+   */
+  private async adoptSandboxes(worker: WorkerMember): Promise<void> {
+    let sandboxes;
+    try {
+      sandboxes = (await worker.client.listSandboxes({})).sandboxes;
+    } catch (err) {
+      this.log.warn({ worker: worker.id, err: fromRpcError(err, worker.id).message }, 'cannot list sandboxes');
+      return;
+    }
+    const now = Date.now();
+    for (const sb of sandboxes) {
+      const fn = this.functions.get(sb.function);
+      if (!fn || fn.deleted || sb.state !== SandboxState.READY) {
+        if (!fn || fn.deleted) {
+          worker.client.deleteSandbox({ sandboxId: sb.sandboxId }).catch(() => undefined);
+        }
+        continue;
+      }
+      if (fn.sandboxes.has(sb.sandboxId)) continue;
+      const record = {
+        id: sb.sandboxId,
+        workerId: worker.id,
+        address: sb.address,
+        phase: 'ready' as const,
+        createdAtMs: Number(sb.createdAtMs) || now,
+        readyAtMs: now,
+      };
+      fn.sandboxes.set(record.id, record);
+      fn.lastActiveMs = Math.max(fn.lastActiveMs, now);
+      fn.desired = Math.max(fn.desired, [...fn.sandboxes.values()].filter((s) => s.phase !== 'draining').length);
+      this.log.info({ function: fn.spec.name, sandbox: record.id, worker: worker.id }, 'adopted running sandbox');
+      await this.actuator.broadcast('add endpoint', (dp) =>
+        dp.client.addEndpoints({ function: fn.spec.name, endpoints: [this.actuator.endpointOf(fn.spec.name, record)] }),
+      );
+    }
+  }
+
+  // ---- scaling --------------------------------------------------------------
+
+  private scale(fn: FunctionState, now: number): void {
+    if (fn.deleted) return;
+    const load = totalLoad(fn, now, this.staleLoadMs);
+    if (load.inFlight + load.queued > 0) fn.lastActiveMs = now;
+    let current = 0;
+    for (const s of fn.sandboxes.values()) if (s.phase !== 'draining') current += 1;
+    fn.desired = desiredScale({ scaling: fn.spec.scaling, current, ...load, lastActiveMs: fn.lastActiveMs, nowMs: now });
+    this.actuator.reconcile(fn);
+  }
+
+  private tick(): void {
+    const now = Date.now();
+    for (const worker of this.membership.expireWorkers(now, this.config.workerHeartbeatTimeoutMs)) {
+      this.log.warn({ worker: worker.id }, 'worker lost: no heartbeat within the timeout');
+      this.actuator.workerLost(worker, this.functions.values());
+    }
+    for (const fn of this.functions.values()) {
+      this.scale(fn, now);
+      this.metrics.desiredScale.set({ function: fn.spec.name }, fn.desired);
+      let ready = 0;
+      for (const s of fn.sandboxes.values()) if (s.phase === 'ready') ready += 1;
+      this.metrics.readySandboxes.set({ function: fn.spec.name }, ready);
+    }
+    let ready = 0;
+    for (const w of this.membership.workers.values()) if (w.status === 'ready') ready += 1;
+    this.metrics.workers.set({ status: 'ready' }, ready);
+    this.metrics.workers.set({ status: 'lost' }, this.membership.workers.size - ready);
+    this.metrics.dataPlanes.set(this.membership.dataPlanes.size);
+  }
+
+  // ---- admin API ------------------------------------------------------------
+
+  private getFunction(name: string): FunctionState {
+    const fn = this.functions.get(name);
+    if (!fn) throw new BatonError('FUNCTION_NOT_FOUND', `no function named ${name}`);
+    return fn;
+  }
+
+  async createFunction(body: unknown): Promise<Record<string, unknown>> {
+    this.requireRunning();
+    const spec = parseFunctionSpec(body);
+    if (this.functions.has(spec.name)) throw new BatonError('FUNCTION_EXISTS', `function ${spec.name} already exists`);
+    const now = Date.now();
+    await this.store.createFunction({ spec, revision: 1, createdAtMs: now, updatedAtMs: now });
+    const fn = newFunctionState(spec, 1, now, now);
+    this.functions.set(spec.name, fn);
+    this.log.info({ function: spec.name }, 'function registered');
+    await this.actuator.broadcast('add function', (dp) => dp.client.addFunction({ function: toFunctionSpecMessage(spec, 1n) }));
+    this.scale(fn, now);
+    return describeFunction(fn, now, this.staleLoadMs);
+  }
+
+  listFunctions(): Record<string, unknown>[] {
+    return [...this.functions.values()].sort((a, b) => (a.spec.name < b.spec.name ? -1 : 1)).map(summarizeFunction);
+  }
+
+  describeFunction(name: string): Record<string, unknown> {
+    return describeFunction(this.getFunction(name), Date.now(), this.staleLoadMs);
+  }
+
+  async patchFunction(name: string, body: unknown): Promise<Record<string, unknown>> {
+    this.requireRunning();
+    const fn = this.getFunction(name);
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+      throw new BatonError('INVALID_SPEC', 'body must be an object such as {"scaling": {...}}');
+    }
+    for (const key of Object.keys(body)) {
+      if (key !== 'scaling') throw new BatonError('INVALID_SPEC', `${key}: only scaling can be changed in place`, { details: { field: key } });
+    }
+    const spec = patchScaling(fn.spec, (body as { scaling?: unknown }).scaling ?? {});
+    const now = Date.now();
+    const revision = fn.revision + 1;
+    const ok = await this.store.updateFunction({ spec, revision, createdAtMs: fn.createdAtMs, updatedAtMs: now }, fn.revision);
+    if (!ok) throw new BatonError('CONFLICT', `function ${name} changed meanwhile; retry`);
+    fn.spec = spec;
+    fn.revision = revision;
+    fn.updatedAtMs = now;
+    await this.actuator.broadcast('update function', (dp) =>
+      dp.client.addFunction({ function: toFunctionSpecMessage(spec, BigInt(revision)) }),
+    );
+    this.scale(fn, now);
+    return describeFunction(fn, now, this.staleLoadMs);
+  }
+
+  async deleteFunction(name: string): Promise<void> {
+    this.requireRunning();
+    const fn = this.getFunction(name);
+    await this.store.deleteFunction(name);
+    fn.deleted = true;
+    fn.desired = 0;
+    if (fn.retryTimer) clearTimeout(fn.retryTimer);
+    this.functions.delete(name);
+    // Drain first, so in-flight requests finish; then remove the function, which fails queued requests with 404.
+    await Promise.all([...fn.sandboxes.values()].filter((s) => s.phase === 'ready').map((s) => this.actuator.drainAndDelete(fn, s)));
+    await this.actuator.broadcast('remove function', (dp) => dp.client.removeFunction({ name }));
+    // Sandboxes still starting are deleted by the actuator when their create returns.
+    const deadline = Date.now() + this.config.sandboxCreateTimeoutMs;
+    while (fn.sandboxes.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    this.log.info({ function: name }, 'function deleted');
+  }
+
+  listWorkers(): Record<string, unknown>[] {
+    const counts = new Map<string, number>();
+    for (const fn of this.functions.values()) {
+      for (const s of fn.sandboxes.values()) counts.set(s.workerId, (counts.get(s.workerId) ?? 0) + 1);
+    }
+    return [...this.membership.workers.values()].map((w) => ({
+      id: w.id,
+      address: w.address,
+      status: w.status,
+      runtimes: w.runtimes,
+      capacity: w.capacity,
+      usage: w.usage,
+      sandboxes: counts.get(w.id) ?? 0,
+      registeredAt: new Date(w.registeredAtMs).toISOString(),
+      lastHeartbeat: new Date(w.lastHeartbeatMs).toISOString(),
+    }));
+  }
+
+  listDataPlanes(): Record<string, unknown>[] {
+    return [...this.membership.dataPlanes.values()].map((d) => ({
+      id: d.id,
+      address: d.address,
+      proxyAddress: d.proxyAddress,
+      registeredAt: new Date(d.registeredAtMs).toISOString(),
+      lastSeen: new Date(d.lastSeenMs).toISOString(),
+    }));
+  }
+
+  /** Whether the named worker and data plane counts are registered (used by `baton up` to wait). */
+  membershipCounts(): { workers: number; dataPlanes: number } {
+    return { workers: this.membership.readyWorkers().length, dataPlanes: this.membership.dataPlanes.size };
+  }
+}
