@@ -84,6 +84,26 @@ export const workerSchema = z
   })
   .strict();
 
+/**
+ * A component section of the `baton up` config: validated against the
+ * component's schema, but kept as written, without defaults, so that the
+ * values `up` sets itself (ports, addresses) are not hidden by them.
+ */
+function upSection(schema: z.ZodObject, reserved: readonly string[]) {
+  return z
+    .record(z.string(), z.unknown())
+    .default({})
+    .superRefine((value, ctx) => {
+      for (const key of reserved) {
+        if (key in value) ctx.addIssue({ code: 'custom', path: [key], message: 'is set by baton up itself; use the top-level key' });
+      }
+      const parsed = schema.safeParse(value);
+      if (!parsed.success) {
+        for (const issue of parsed.error.issues) ctx.addIssue({ code: 'custom', path: issue.path, message: issue.message });
+      }
+    });
+}
+
 export const upSchema = z
   .object({
     host: z.string().default('127.0.0.1'),
@@ -93,12 +113,9 @@ export const upSchema = z
     token: z.string().min(1).optional(),
     logLevel: logLevel.default('info'),
     /** Component settings beyond the common ones. */
-    controlplane: controlPlaneSchema.omit({ host: true, apiPort: true, dataDir: true, token: true }).partial().default({}),
-    dataplane: dataPlaneSchema
-      .omit({ host: true, port: true, controlPlaneUrl: true, token: true })
-      .partial()
-      .default({}),
-    worker: workerSchema.omit({ host: true, controlPlaneUrl: true, token: true, dataDir: true }).partial().default({}),
+    controlplane: upSection(controlPlaneSchema, ['host', 'apiPort', 'dataDir', 'token']),
+    dataplane: upSection(dataPlaneSchema, ['host', 'port', 'controlPlaneUrl', 'token']),
+    worker: upSection(workerSchema, ['host', 'controlPlaneUrl', 'token', 'dataDir']),
   })
   .strict();
 

@@ -94,9 +94,13 @@ export class DualListener {
       socket.off('data', onData);
       socket.pause();
       socket.unshift(head);
-      if (isH2Prefix) this.http2.emit('connection', socket);
-      else this.http1.emit('connection', socket);
-      socket.resume();
+      if (isH2Prefix) {
+        // The HTTP/2 session takes the buffered bytes itself; resuming here would hand them to no one.
+        this.http2.emit('connection', socket);
+      } else {
+        this.http1.emit('connection', socket);
+        socket.resume();
+      }
     };
     socket.on('data', onData);
   }
