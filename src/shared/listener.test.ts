@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import * as http2 from 'node:http2';
 import { connect } from 'node:net';
 import { test } from 'node:test';
-import { request } from 'undici';
+import { Agent, request } from 'undici';
 import { DualListener } from './listener.js';
 import { silentLogger } from './logging.js';
 
@@ -55,4 +55,19 @@ test('one port serves HTTP/1.1 and h2c, and survives garbage', async () => {
   } finally {
     await l.close();
   }
+});
+
+test('close() does not wait for idle keep-alive connections', async () => {
+  const l = await DualListener.listen((_req, res) => res.end('ok'), { host: '127.0.0.1', port: 0, log: silentLogger() });
+  const agent = new Agent({ keepAliveTimeout: 60_000 });
+  const h1 = await request(`http://127.0.0.1:${l.port}/`, { dispatcher: agent });
+  await h1.body.text();
+  const h2 = http2.connect(`http://127.0.0.1:${l.port}`);
+  await new Promise((resolve) => h2.once('connect', resolve));
+  // Both connections are open and idle; the grace is long, so only closing idle ones can end this early.
+  const closing = l.close(30_000);
+  const outcome = await Promise.race([closing.then(() => 'closed'), new Promise((r) => setTimeout(() => r('still open'), 5000))]);
+  assert.equal(outcome, 'closed');
+  h2.destroy();
+  await agent.close();
 });

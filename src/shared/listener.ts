@@ -35,12 +35,17 @@ export class DualListener {
   private readonly sockets = new Set<net.Socket>();
   private readonly sessions = new Set<http2.Http2Session>();
   private boundPort = 0;
+  private closing = false;
 
   private constructor(handler: DualHandler, private readonly options: DualListenerOptions) {
     const log = options.log;
     this.http1 = http.createServer({ keepAliveTimeout: options.keepAliveTimeoutMs ?? 65_000 }, handler);
     this.http1.headersTimeout = 60_000;
     this.http1.requestTimeout = 0;
+    // Node's HTTP server tracks its connections (for closeIdleConnections and
+    // the headers/request timeouts) from its 'listening' event. It never
+    // listens itself here, so we raise that event; close() undoes it.
+    this.http1.emit('listening');
     this.http1.on('clientError', (err: NodeJS.ErrnoException, socket) => {
       log.debug({ err: err.message, code: err.code }, 'bad HTTP/1.1 request');
       if (socket.writable && !(socket as net.Socket & { _httpMessage?: unknown })._httpMessage) {
@@ -54,6 +59,8 @@ export class DualListener {
       handler,
     );
     this.http2.on('session', (session) => {
+      // A connection accepted just before close() only becomes a session now.
+      if (this.closing) session.close();
       this.sessions.add(session);
       session.on('close', () => this.sessions.delete(session));
       session.on('error', (err: Error) => log.debug({ err: err.message }, 'HTTP/2 session error'));
@@ -110,8 +117,11 @@ export class DualListener {
    * once; active ones get until the grace period ends, then are destroyed.
    */
   async close(graceMs = 2000): Promise<void> {
+    this.closing = true;
     const closed = new Promise<void>((resolve) => this.tcp.close(() => resolve()));
-    this.http1.closeIdleConnections();
+    // Closes idle keep-alive connections and stops the timeout checks; the
+    // error it reports (the server was never listening) is expected.
+    this.http1.close(() => undefined);
     for (const s of this.sessions) s.close();
     const timer = setTimeout(() => {
       for (const s of this.sockets) s.destroy();
