@@ -1,0 +1,87 @@
+// WorkerService (proto/baton/v1/worker.proto) over the sandbox table: checks
+// what arrives on the wire, converts protobuf to the table's types and back.
+// The control plane is the only caller; errors are BatonErrors, which the
+// RPC layer turns into a ConnectError carrying the same code.
+import type { ServiceImpl } from '@connectrpc/connect';
+import type { MessageInitShape } from '@bufbuild/protobuf';
+import { SandboxState, type SandboxSchema, type SandboxLatencyBreakdownSchema } from '../gen/baton/v1/common_pb.js';
+import type { WorkerService } from '../gen/baton/v1/worker_pb.js';
+import { joinHostPort } from '../shared/config.js';
+import { BatonError } from '../shared/errors.js';
+import { fromFunctionSpecMessage } from '../shared/spec.js';
+import type { SandboxLatency } from './runtime.js';
+import type { SandboxInfo, SandboxPhase, SandboxTable } from './sandboxes.js';
+
+/** Sandbox ids name log files, so they are kept to a safe alphabet. */
+const SANDBOX_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$/;
+
+const STATE: Record<SandboxPhase, SandboxState> = {
+  STARTING: SandboxState.STARTING,
+  READY: SandboxState.READY,
+  STOPPING: SandboxState.STOPPING,
+};
+
+export interface WorkerServiceContext {
+  readonly workerId: string;
+  /** The host sandboxes are reached on by peers: the worker's advertised host. */
+  readonly sandboxHost: string;
+  readonly table: SandboxTable;
+}
+
+export function workerServiceImpl(context: WorkerServiceContext): ServiceImpl<typeof WorkerService> {
+  const { table, workerId, sandboxHost } = context;
+  const toSandbox = (s: SandboxInfo): MessageInitShape<typeof SandboxSchema> => ({
+    sandboxId: s.sandboxId,
+    function: s.function,
+    address: s.port > 0 ? joinHostPort(sandboxHost, s.port) : '',
+    state: STATE[s.state],
+    pid: s.pid,
+    createdAtMs: BigInt(s.createdAtMs),
+    functionRevision: s.functionRevision,
+  });
+  return {
+    async createSandbox(req) {
+      checkSandboxId(req.sandboxId);
+      const fn = req.function;
+      if (!fn) throw new BatonError('INVALID_SPEC', 'function: is required', { details: { field: 'function' } });
+      if (!fn.name) throw new BatonError('INVALID_SPEC', 'function.name: is required', { details: { field: 'name' } });
+      if (fn.command.length === 0 || !fn.command[0]) {
+        throw new BatonError('INVALID_SPEC', `function "${fn.name}": command must name a program`, {
+          details: { field: 'command' },
+        });
+      }
+      const spec = fromFunctionSpecMessage(fn);
+      const sandbox = await table.create(req.sandboxId, spec, fn.revision, fn.runtime || 'process');
+      return { sandbox: toSandbox(sandbox), latency: toLatency(sandbox.latency) };
+    },
+
+    async deleteSandbox(req) {
+      checkSandboxId(req.sandboxId);
+      await table.delete(req.sandboxId);
+      return {};
+    },
+
+    listSandboxes() {
+      return { workerId, sandboxes: table.list().map(toSandbox) };
+    },
+  };
+}
+
+function checkSandboxId(id: string): void {
+  if (!SANDBOX_ID.test(id)) {
+    throw new BatonError(
+      'INVALID_REQUEST',
+      `sandbox_id ${JSON.stringify(id.slice(0, 64))}: must be 1-200 letters, digits, ".", "_" or "-", starting with a letter or digit`,
+    );
+  }
+}
+
+function toLatency(l: SandboxLatency | undefined): MessageInitShape<typeof SandboxLatencyBreakdownSchema> {
+  if (!l) return {};
+  return {
+    totalUs: BigInt(l.totalUs),
+    portAllocationUs: BigInt(l.portAllocationUs),
+    spawnUs: BigInt(l.spawnUs),
+    readinessProbeUs: BigInt(l.readinessProbeUs),
+  };
+}
