@@ -59,6 +59,11 @@ export const dataPlaneSchema = z
     metricsIntervalMs: ms(10).default(2000),
     /** Keep-alive connections kept per sandbox. */
     upstreamConnections: z.number().int().min(1).default(128),
+    loadBalancingPolicy: z.enum(['round-robin']).default('round-robin'),
+    /** Re-registration period, which is also the data plane's heartbeat (Dirigent: 5 s). */
+    heartbeatIntervalMs: ms(10).default(5000),
+    /** How long stop() lets in-flight requests finish. */
+    shutdownGraceMs: ms(0).default(10_000),
     logRequests: z.boolean().default(false),
     logLevel: logLevel.default('info'),
   })

@@ -6,12 +6,17 @@
 //
 // Garbage on the port gets the HTTP/1.1 server's 400, or an HTTP/2 GOAWAY,
 // and the connection is closed; the listener keeps running.
+//
+// The data plane passes `onHttp1` to take HTTP/1.1 connections itself (its
+// fast path) and hands unusual ones back with toHttp1().
 import * as http from 'node:http';
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import type { Logger } from './logging.js';
 
 const H2_PREFACE_HEAD = Buffer.from('PRI * HTTP/2.0');
+/** As node:http's headersTimeout: a connection gets this long to send its first bytes. */
+const FIRST_BYTES_TIMEOUT_MS = 60_000;
 
 export type DualHandler = (
   req: http.IncomingMessage | http2.Http2ServerRequest,
@@ -26,6 +31,8 @@ export interface DualListenerOptions {
   keepAliveTimeoutMs?: number;
   /** Upper bound on concurrent HTTP/2 streams per connection. */
   maxConcurrentStreams?: number;
+  /** Takes new HTTP/1.1 connections with their first bytes, instead of node:http. */
+  onHttp1?: (socket: net.Socket, head: Buffer) => void;
 }
 
 export class DualListener {
@@ -66,7 +73,9 @@ export class DualListener {
       session.on('error', (err: Error) => log.debug({ err: err.message }, 'HTTP/2 session error'));
     });
     this.http2.on('sessionError', (err: Error) => log.debug({ err: err.message }, 'HTTP/2 session error'));
-    this.tcp = net.createServer({ noDelay: true }, (socket) => this.route(socket));
+    // allowHalfOpen as node:http's own server: a client may half-close after
+    // its request and still read the response.
+    this.tcp = net.createServer({ noDelay: true, allowHalfOpen: true }, (socket) => this.route(socket));
   }
 
   static async listen(handler: DualHandler, options: DualListenerOptions): Promise<DualListener> {
@@ -91,6 +100,12 @@ export class DualListener {
     this.sockets.add(socket);
     socket.on('close', () => this.sockets.delete(socket));
     socket.on('error', () => socket.destroy());
+    // Until the first bytes decide, a silent or half-closed connection is dropped.
+    const drop = (): void => {
+      socket.destroy();
+    };
+    socket.setTimeout(FIRST_BYTES_TIMEOUT_MS, drop);
+    socket.once('end', drop);
     let head: Buffer = Buffer.alloc(0);
     const onData = (chunk: Buffer): void => {
       head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
@@ -99,17 +114,29 @@ export class DualListener {
       const isH2Prefix = head.subarray(0, n).equals(H2_PREFACE_HEAD.subarray(0, n));
       if (isH2Prefix && head.length < H2_PREFACE_HEAD.length) return;
       socket.off('data', onData);
-      socket.pause();
-      socket.unshift(head);
+      socket.off('end', drop);
+      socket.setTimeout(0);
+      socket.off('timeout', drop);
       if (isH2Prefix) {
         // The HTTP/2 session takes the buffered bytes itself; resuming here would hand them to no one.
+        socket.pause();
+        socket.unshift(head);
         this.http2.emit('connection', socket);
+      } else if (this.options.onHttp1) {
+        this.options.onHttp1(socket, head);
       } else {
-        this.http1.emit('connection', socket);
-        socket.resume();
+        this.toHttp1(socket, head);
       }
     };
     socket.on('data', onData);
+  }
+
+  /** Hands an HTTP/1.1 connection to node:http, replaying the bytes read so far. */
+  toHttp1(socket: net.Socket, head: Buffer | null): void {
+    socket.pause();
+    if (head !== null && head.length > 0) socket.unshift(head);
+    this.http1.emit('connection', socket);
+    socket.resume();
   }
 
   /**
@@ -123,12 +150,15 @@ export class DualListener {
     // error it reports (the server was never listening) is expected.
     this.http1.close(() => undefined);
     for (const s of this.sessions) s.close();
-    const timer = setTimeout(() => {
-      for (const s of this.sockets) s.destroy();
-      for (const s of this.sessions) s.destroy();
-    }, graceMs);
+    const timer = setTimeout(() => this.destroyAll(), graceMs);
     timer.unref();
     await closed;
     clearTimeout(timer);
+  }
+
+  /** Destroys every connection at once. */
+  destroyAll(): void {
+    for (const s of this.sockets) s.destroy();
+    for (const s of this.sessions) s.destroy();
   }
 }
