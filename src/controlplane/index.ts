@@ -177,7 +177,9 @@ export class ControlPlane implements AdminBackend {
       reportInFlight: async (req) => {
         const now = Date.now();
         const dp = this.membership.dataPlanes.get(req.dataPlaneId);
-        if (dp) dp.lastSeenMs = now;
+        // An unknown data plane (we restarted) registers again at once and gets the whole state.
+        if (!dp) throw new BatonError('NOT_FOUND', `data plane ${req.dataPlaneId} is not registered`);
+        dp.lastSeenMs = now;
         for (const f of req.functions) {
           const fn = this.functions.get(f.function);
           if (!fn) continue;
@@ -186,7 +188,7 @@ export class ControlPlane implements AdminBackend {
           if (req.urgent && f.queued > 0) {
             this.scale(fn, now);
             // A function known not to start fails its new requests at once, not after its timeout.
-            if (dp && fn.condition && fn.condition.code !== 'SANDBOX_CRASHED' && now < fn.backoffUntilMs) {
+            if (fn.condition && fn.condition.code !== 'SANDBOX_CRASHED' && now < fn.backoffUntilMs) {
               void this.actuator.rejectQueued(fn, dp);
             }
           }
