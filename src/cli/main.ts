@@ -1,0 +1,344 @@
+#!/usr/bin/env node
+// The `baton` command: `up` (a whole cluster on this machine), the component
+// daemons, and the user verbs that talk to the admin API. Errors print their
+// stable code and message and exit non-zero.
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { parse as parseYaml, stringify as toYaml } from 'yaml';
+import { request } from 'undici';
+import { ControlPlane } from '../controlplane/index.js';
+import { DataPlane } from '../dataplane/index.js';
+import { compileConfig, controlPlaneSchema, dataPlaneSchema, readConfigFile, upSchema, workerSchema } from '../shared/config.js';
+import { BatonError, toBatonError } from '../shared/errors.js';
+import { Worker } from '../worker/index.js';
+import { AdminClient } from './client.js';
+import { runUp } from './up.js';
+
+function int(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('must be a non-negative integer');
+  return n;
+}
+
+function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}
+
+/** Drops undefined values, so flags that were not given do not hide config-file values. */
+function defined(o: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
+}
+
+function fileConfig(path: string | undefined): Record<string, unknown> {
+  return path ? readConfigFile(path) : {};
+}
+
+function clientOf(cmd: Command): AdminClient {
+  const o = cmd.optsWithGlobals<{ api?: string; token?: string }>();
+  return new AdminClient({ api: o.api, token: o.token });
+}
+
+function parseEnvPairs(pairs: string[]): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const p of pairs) {
+    const i = p.indexOf('=');
+    if (i <= 0) throw new BatonError('INVALID_REQUEST', `--env ${p}: expected KEY=VALUE`);
+    env[p.slice(0, i)] = p.slice(i + 1);
+  }
+  return env;
+}
+
+/** Reads a spec file (YAML or JSON); a relative workdir is relative to the file. */
+function readSpecFile(path: string): Record<string, unknown> {
+  let doc: unknown;
+  try {
+    doc = parseYaml(readFileSync(path, 'utf8'));
+  } catch (err) {
+    throw new BatonError('INVALID_SPEC', `${path}: ${(err as Error).message}`);
+  }
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw new BatonError('INVALID_SPEC', `${path}: must be a mapping`);
+  const spec = { ...(doc as Record<string, unknown>) };
+  const base = dirname(resolve(path));
+  spec.workdir = typeof spec.workdir === 'string' ? resolve(base, spec.workdir) : (spec.workdir ?? base);
+  return spec;
+}
+
+function printTable(rows: string[][]): void {
+  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
+  for (const r of rows) process.stdout.write(r.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd() + '\n');
+}
+
+export function buildProgram(): Command {
+  const program = new Command('baton')
+    .description('Baton: a serverless cluster manager. Register functions; Baton runs, scales and routes them.')
+    .option('--api <url>', 'admin API address (env BATON_API, default http://127.0.0.1:9090)')
+    .option('--token <token>', 'bearer token for the admin API (env BATON_TOKEN)')
+    .showHelpAfterError();
+
+  program
+    .command('up')
+    .description('start a whole single-machine cluster: control plane, data plane and worker')
+    .option('--config <file>', 'YAML config (see docs/configuration.md); flags override it')
+    .option('--host <host>', 'address to bind and advertise (default 127.0.0.1)')
+    .option('--api-port <port>', 'admin API and control-plane RPC port (default 9090)', int)
+    .option('--dataplane-port <port>', 'invocation port, HTTP/1.1 and h2c (default 8080)', int)
+    .option('--data-dir <dir>', 'where the store and sandbox logs live (default .baton)')
+    .addOption(new Option('--log-level <level>', 'log level (default warn)').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
+    .option('--demo', 'deploy the demo function "hello"')
+    .action(async (o: Record<string, unknown>, cmd: Command) => {
+      const g = cmd.optsWithGlobals<{ token?: string }>();
+      const cfg = compileConfig(
+        upSchema,
+        {
+          logLevel: 'warn',
+          ...fileConfig(o.config as string | undefined),
+          ...defined({ host: o.host, apiPort: o.apiPort, dataplanePort: o.dataplanePort, dataDir: o.dataDir, logLevel: o.logLevel, token: g.token }),
+        },
+        (o.config as string | undefined) ?? 'flags',
+      );
+      await runUp(cfg, o.demo === true);
+    });
+
+  program
+    .command('controlplane')
+    .description('run a control plane')
+    .option('--config <file>', 'YAML config')
+    .option('--host <host>', 'bind address')
+    .option('--api-port <port>', 'admin API and RPC port', int)
+    .option('--data-dir <dir>', 'data directory')
+    .action(async (o: Record<string, unknown>, cmd: Command) => {
+      const g = cmd.optsWithGlobals<{ token?: string }>();
+      const cfg = compileConfig(
+        controlPlaneSchema,
+        {
+          ...fileConfig(o.config as string | undefined),
+          ...defined({ host: o.host, apiPort: o.apiPort, dataDir: o.dataDir, token: g.token ?? process.env.BATON_TOKEN }),
+        },
+        (o.config as string | undefined) ?? 'flags',
+      );
+      const cp = await ControlPlane.create(cfg);
+      process.stdout.write(`control plane: ${cp.url}\n`);
+      stopOnSignal(() => cp.stop());
+    });
+
+  program
+    .command('dataplane')
+    .description('run a data plane')
+    .option('--config <file>', 'YAML config')
+    .option('--host <host>', 'bind address')
+    .option('--port <port>', 'invocation port', int)
+    .option('--rpc-port <port>', 'internal RPC port', int)
+    .option('--control-plane <url>', 'control plane URL')
+    .action(async (o: Record<string, unknown>, cmd: Command) => {
+      const g = cmd.optsWithGlobals<{ token?: string }>();
+      const cfg = compileConfig(
+        dataPlaneSchema,
+        {
+          ...fileConfig(o.config as string | undefined),
+          ...defined({ host: o.host, port: o.port, rpcPort: o.rpcPort, controlPlaneUrl: o.controlPlane, token: g.token ?? process.env.BATON_TOKEN }),
+        },
+        (o.config as string | undefined) ?? 'flags',
+      );
+      const dp = await DataPlane.create(cfg);
+      process.stdout.write(`data plane: http://${dp.proxyAddress} (rpc ${dp.rpcAddress})\n`);
+      stopOnSignal(() => dp.stop());
+    });
+
+  program
+    .command('worker')
+    .description('run a worker daemon')
+    .option('--config <file>', 'YAML config')
+    .option('--host <host>', 'bind address')
+    .option('--rpc-port <port>', 'internal RPC port', int)
+    .option('--control-plane <url>', 'control plane URL')
+    .option('--data-dir <dir>', 'data directory (sandbox logs)')
+    .action(async (o: Record<string, unknown>, cmd: Command) => {
+      const g = cmd.optsWithGlobals<{ token?: string }>();
+      const cfg = compileConfig(
+        workerSchema,
+        {
+          ...fileConfig(o.config as string | undefined),
+          ...defined({ host: o.host, rpcPort: o.rpcPort, controlPlaneUrl: o.controlPlane, dataDir: o.dataDir, token: g.token ?? process.env.BATON_TOKEN }),
+        },
+        (o.config as string | undefined) ?? 'flags',
+      );
+      const w = await Worker.create(cfg);
+      process.stdout.write(`worker ${w.id}: ${w.address}\n`);
+      stopOnSignal(() => w.stop());
+    });
+
+  program
+    .command('deploy')
+    .description('register a function from a spec file (YAML or JSON), or from flags: baton deploy --name NAME -- COMMAND [ARGS…]')
+    .argument('[file]', 'spec file')
+    .argument('[command...]', 'the command, after --')
+    .option('--name <name>', 'function name')
+    .option('--workdir <dir>', 'working directory (default: the current one, or the spec file’s)')
+    .option('--env <KEY=VALUE>', 'environment variable, repeatable', collect)
+    .option('--min <n>', 'minScale', int)
+    .option('--max <n>', 'maxScale', int)
+    .option('--concurrency <n>', 'containerConcurrency (0 = unlimited)', int)
+    .option('--timeout-ms <ms>', 'request timeout', int)
+    .option('--cpu-millis <n>', 'CPU to reserve, millicores', int)
+    .option('--memory-mb <n>', 'memory to reserve, MB', int)
+    .action(async (file: string | undefined, command: string[], o: Record<string, unknown>, cmd: Command) => {
+      let spec: Record<string, unknown>;
+      if (o.name !== undefined) {
+        // With --name, every positional word is the command.
+        const argv = [file, ...command].filter((a): a is string => a !== undefined);
+        spec = { name: o.name, command: argv, workdir: resolve((o.workdir as string | undefined) ?? process.cwd()) };
+      } else if (file) {
+        spec = readSpecFile(file);
+        if (o.workdir !== undefined) spec.workdir = resolve(o.workdir as string);
+      } else {
+        throw new BatonError('INVALID_SPEC', 'give a spec file, or --name NAME -- COMMAND');
+      }
+      if (o.env) spec.env = { ...(spec.env as Record<string, string> | undefined), ...parseEnvPairs(o.env as string[]) };
+      const scaling = defined({ minScale: o.min, maxScale: o.max, containerConcurrency: o.concurrency });
+      if (Object.keys(scaling).length > 0) spec.scaling = { ...(spec.scaling as Record<string, unknown> | undefined), ...scaling };
+      const resources = defined({ cpuMillis: o.cpuMillis, memoryMb: o.memoryMb });
+      if (Object.keys(resources).length > 0) spec.resources = { ...(spec.resources as Record<string, unknown> | undefined), ...resources };
+      if (o.timeoutMs !== undefined) spec.timeoutMs = o.timeoutMs;
+      if (typeof spec.workdir === 'string' && !isAbsolute(spec.workdir)) spec.workdir = resolve(spec.workdir);
+      const res = await clientOf(cmd).call('POST', '/v1/functions', spec);
+      process.stdout.write(`deployed ${String(res.name)} (revision ${String(res.revision)})\n`);
+    });
+
+  program
+    .command('invoke')
+    .description('call a function through the data plane and print its answer')
+    .argument('<name>', 'function name')
+    .option('-d, --data <body>', 'request body (sends a POST)')
+    .option('--data-file <file>', 'request body from a file (sends a POST)')
+    .option('-X, --method <method>', 'HTTP method')
+    .option('--path <path>', 'path inside the function', '/')
+    .option('-H, --header <name:value>', 'request header, repeatable', collect)
+    .option('-v, --verbose', 'print the status and Baton headers to stderr')
+    .action(async (name: string, o: Record<string, unknown>, cmd: Command) => {
+      const client = clientOf(cmd);
+      const base = await client.dataPlaneUrl();
+      const body = o.dataFile ? readFileSync(o.dataFile as string) : (o.data as string | undefined);
+      const headers: Record<string, string> = {};
+      for (const h of (o.header as string[] | undefined) ?? []) {
+        const i = h.indexOf(':');
+        if (i <= 0) throw new BatonError('INVALID_REQUEST', `--header ${h}: expected name:value`);
+        headers[h.slice(0, i).trim().toLowerCase()] = h.slice(i + 1).trim();
+      }
+      const path = String(o.path).startsWith('/') ? String(o.path) : `/${String(o.path)}`;
+      const method = (o.method as string | undefined) ?? (body === undefined ? 'GET' : 'POST');
+      let res;
+      try {
+        res = await request(`${base}/fn/${encodeURIComponent(name)}${path}`, { method: method as 'GET', headers, body });
+      } catch (err) {
+        throw new BatonError('PEER_UNAVAILABLE', `cannot reach the data plane at ${base}: ${(err as Error).message}`);
+      }
+      const text = await res.body.text();
+      if (o.verbose) {
+        process.stderr.write(
+          `HTTP ${res.statusCode}  sandbox=${String(res.headers['x-baton-sandbox'] ?? '-')}  queue-ms=${String(res.headers['x-baton-queue-ms'] ?? '-')}\n`,
+        );
+      }
+      if (res.statusCode >= 400) {
+        let err: { code?: string; message?: string } = {};
+        try {
+          err = JSON.parse(text) as typeof err;
+        } catch {
+          /* not a Baton error body: print it as is */
+        }
+        process.stderr.write(err.code ? `error: ${err.code}: ${err.message ?? ''}\n` : `error: HTTP ${res.statusCode}: ${text}\n`);
+        process.exitCode = 1;
+        return;
+      }
+      process.stdout.write(text);
+    });
+
+  program
+    .command('list')
+    .description('list functions')
+    .option('--json', 'print JSON')
+    .action(async (o: { json?: boolean }, cmd: Command) => {
+      const { functions } = await clientOf(cmd).call<{ functions: Record<string, unknown>[] }>('GET', '/v1/functions');
+      if (o.json) {
+        process.stdout.write(JSON.stringify(functions, null, 2) + '\n');
+        return;
+      }
+      printTable([
+        ['NAME', 'RUNTIME', 'READY', 'DESIRED', 'CONDITION'],
+        ...functions.map((f) => [String(f.name), String(f.runtime), String(f.readySandboxes), String(f.desiredScale), typeof f.condition === 'string' ? f.condition : '-']),
+      ]);
+    });
+
+  program
+    .command('describe')
+    .description('show a function with its spec, status and sandboxes')
+    .argument('<name>')
+    .option('--json', 'print JSON')
+    .action(async (name: string, o: { json?: boolean }, cmd: Command) => {
+      const fn = await clientOf(cmd).call('GET', `/v1/functions/${encodeURIComponent(name)}`);
+      process.stdout.write(o.json ? JSON.stringify(fn, null, 2) + '\n' : toYaml(fn));
+    });
+
+  program
+    .command('scale')
+    .description('change min and max scale (or other scaling settings) in place')
+    .argument('<name>')
+    .option('--min <n>', 'minScale', int)
+    .option('--max <n>', 'maxScale (0 = unlimited)', int)
+    .option('--concurrency <n>', 'containerConcurrency', int)
+    .action(async (name: string, o: Record<string, unknown>, cmd: Command) => {
+      const scaling = defined({ minScale: o.min, maxScale: o.max, containerConcurrency: o.concurrency });
+      if (Object.keys(scaling).length === 0) throw new BatonError('INVALID_REQUEST', 'give --min, --max or --concurrency');
+      const fn = await clientOf(cmd).call<{ spec: { scaling: Record<string, unknown> } }>('PATCH', `/v1/functions/${encodeURIComponent(name)}`, {
+        scaling,
+      });
+      process.stdout.write(`scaled ${name}: min ${String(fn.spec.scaling.minScale)}, max ${String(fn.spec.scaling.maxScale)}\n`);
+    });
+
+  program
+    .command('delete')
+    .description('delete a function and its sandboxes')
+    .argument('<name>')
+    .action(async (name: string, _o: unknown, cmd: Command) => {
+      await clientOf(cmd).call('DELETE', `/v1/functions/${encodeURIComponent(name)}`);
+      process.stdout.write(`deleted ${name}\n`);
+    });
+
+  program
+    .command('workers')
+    .description('list workers')
+    .action(async (_o: unknown, cmd: Command) => {
+      const { workers } = await clientOf(cmd).call<{ workers: Record<string, unknown>[] }>('GET', '/v1/workers');
+      printTable([
+        ['ID', 'ADDRESS', 'STATUS', 'SANDBOXES'],
+        ...workers.map((w) => [String(w.id), String(w.address), String(w.status), String(w.sandboxes)]),
+      ]);
+    });
+
+  return program;
+}
+
+function stopOnSignal(stop: () => Promise<void>): void {
+  let stopping = false;
+  const handler = (): void => {
+    if (stopping) return;
+    stopping = true;
+    stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        process.stderr.write(`error while stopping: ${String(err)}\n`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', handler);
+  process.on('SIGTERM', handler);
+}
+
+buildProgram()
+  .parseAsync(process.argv)
+  .catch((err: unknown) => {
+    const e = toBatonError(err);
+    process.stderr.write(`error: ${e.code}: ${e.message}\n`);
+    process.exit(1);
+  });

@@ -1,0 +1,141 @@
+// `baton up`: a whole single-machine cluster in one process: a control plane
+// with the embedded SQLite store, a data plane and a worker with the process
+// runtime. They still talk only through their RPC services, over loopback,
+// exactly as they would across machines. With --demo it deploys the demo
+// function. SIGINT or SIGTERM stops everything; no sandbox outlives it.
+import { fileURLToPath } from 'node:url';
+import { ControlPlane } from '../controlplane/index.js';
+import { DataPlane } from '../dataplane/index.js';
+import { compileConfig, controlPlaneSchema, dataPlaneSchema, joinHostPort, type UpConfig, workerSchema } from '../shared/config.js';
+import { BatonError } from '../shared/errors.js';
+import { createLogger } from '../shared/logging.js';
+import { Worker } from '../worker/index.js';
+
+export const DEMO_FUNCTION = 'hello';
+
+export function demoSpec(): Record<string, unknown> {
+  const script = fileURLToPath(new URL('../../../demo/hello.js', import.meta.url));
+  return {
+    name: DEMO_FUNCTION,
+    command: [process.execPath, script],
+    scaling: { containerConcurrency: 0, scaleToZeroGraceSec: 60 },
+  };
+}
+
+export interface RunningCluster {
+  controlPlane: ControlPlane;
+  dataPlane: DataPlane;
+  worker: Worker;
+  apiUrl: string;
+  dataPlaneUrl: string;
+  stop(): Promise<void>;
+}
+
+/** Starts the three components and waits until the worker and data plane have registered. */
+export async function startCluster(cfg: UpConfig): Promise<RunningCluster> {
+  const token = cfg.token ?? process.env.BATON_TOKEN ?? undefined;
+  const logLevel = cfg.logLevel;
+  // Section values win over the cluster-wide log level; the addresses and ports are up's own.
+  const cpConfig = compileConfig(controlPlaneSchema, {
+    logLevel,
+    ...cfg.controlplane,
+    host: cfg.host,
+    apiPort: cfg.apiPort,
+    dataDir: cfg.dataDir,
+    token,
+  });
+  const controlPlane = await ControlPlane.create(cpConfig, { log: createLogger('controlplane', { level: cpConfig.logLevel }) });
+  const stops: (() => Promise<void>)[] = [() => controlPlane.stop()];
+  const stopAll = async (): Promise<void> => {
+    // The control plane stops first, so it starts nothing new while the worker kills its sandboxes.
+    for (const stop of stops) await stop();
+  };
+  try {
+    const dpConfig = compileConfig(dataPlaneSchema, {
+      logLevel,
+      rpcPort: 0,
+      ...cfg.dataplane,
+      host: cfg.host,
+      port: cfg.dataplanePort,
+      controlPlaneUrl: controlPlane.url,
+      token,
+    });
+    const dataPlane = await DataPlane.create(dpConfig, { log: createLogger('dataplane', { level: dpConfig.logLevel }) });
+    stops.push(() => dataPlane.stop());
+    const workerConfig = compileConfig(workerSchema, {
+      logLevel,
+      rpcPort: 0,
+      ...cfg.worker,
+      host: cfg.host,
+      controlPlaneUrl: controlPlane.url,
+      token,
+      dataDir: cfg.dataDir,
+    });
+    const worker = await Worker.create(workerConfig, { log: createLogger('worker', { level: workerConfig.logLevel }) });
+    stops.push(() => worker.stop());
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      const m = controlPlane.membershipCounts();
+      if (m.workers >= 1 && m.dataPlanes >= 1) break;
+      if (Date.now() > deadline) throw new BatonError('UNAVAILABLE', 'the worker or the data plane did not register within 15 s');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    return {
+      controlPlane,
+      dataPlane,
+      worker,
+      apiUrl: controlPlane.url,
+      dataPlaneUrl: `http://${joinHostPort(cfg.host, dataPlane.proxyPort)}`,
+      stop: stopAll,
+    };
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+}
+
+/** Runs `baton up` until a signal, printing where everything is. */
+export async function runUp(cfg: UpConfig, demo: boolean): Promise<void> {
+  const cluster = await startCluster(cfg);
+  let stopping = false;
+  const shutdown = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    process.stdout.write(`\n${signal}: stopping Baton…\n`);
+    cluster
+      .stop()
+      .then(() => {
+        process.stdout.write('Baton stopped.\n');
+        process.exit(0);
+      })
+      .catch((err: unknown) => {
+        process.stderr.write(`error while stopping: ${String(err)}\n`);
+        process.exit(1);
+      });
+  };
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+
+  if (demo) {
+    try {
+      await cluster.controlPlane.createFunction(demoSpec());
+    } catch (err) {
+      if (!(err instanceof BatonError && err.code === 'FUNCTION_EXISTS')) throw err;
+    }
+  }
+  const lines = [
+    'Baton is up.',
+    `  admin API:   ${cluster.apiUrl}`,
+    `  data plane:  ${cluster.dataPlaneUrl}`,
+  ];
+  if (demo) {
+    lines.push(
+      '',
+      `The demo function "${DEMO_FUNCTION}" is deployed. Invoke it:`,
+      `  curl ${cluster.dataPlaneUrl}/fn/${DEMO_FUNCTION}/?name=you`,
+      `  npx baton invoke ${DEMO_FUNCTION} --api ${cluster.apiUrl}`,
+    );
+  }
+  lines.push('', 'Stop with Ctrl-C.');
+  process.stdout.write(lines.join('\n') + '\n');
+}

@@ -1,0 +1,79 @@
+// Registrations outlive the control plane; the bearer token guards the admin
+// API; the data plane enforces its body limit.
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { request } from 'undici';
+import { echoSpec, startTestCluster } from '../helpers/cluster.js';
+
+test('a control-plane restart keeps the registered functions', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'baton-restart-'));
+  try {
+    const a = await startTestCluster({}, dir);
+    assert.equal((await a.admin('POST', '/v1/functions', echoSpec('kept', { scaling: { maxScale: 3 } }))).status, 201);
+    await a.admin('PATCH', '/v1/functions/kept', { scaling: { containerConcurrency: 4 } });
+    assert.equal((await a.invoke('kept')).status, 200);
+    await a.close();
+
+    const b = await startTestCluster({}, dir);
+    try {
+      const d = await b.admin('GET', '/v1/functions/kept');
+      assert.equal(d.status, 200);
+      assert.equal(d.body.revision, 2);
+      assert.equal(d.body.spec.scaling.maxScale, 3);
+      assert.equal(d.body.spec.scaling.containerConcurrency, 4);
+      const r = await b.invoke('kept', '/echo');
+      assert.equal(r.status, 200);
+    } finally {
+      await b.close();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('with a token, every admin call without it gets 401', async () => {
+  const c = await startTestCluster({ token: 's3cret-token' });
+  try {
+    for (const [method, path] of [
+      ['GET', '/v1/functions'],
+      ['POST', '/v1/functions'],
+      ['GET', '/v1/functions/x'],
+      ['PATCH', '/v1/functions/x'],
+      ['DELETE', '/v1/functions/x'],
+      ['GET', '/v1/workers'],
+    ] as const) {
+      const res = await request(`${c.apiUrl}${path}`, { method });
+      assert.equal(res.statusCode, 401, `${method} ${path}`);
+      assert.equal((await res.body.json() as { code: string }).code, 'UNAUTHORIZED');
+    }
+    const wrong = await c.admin('GET', '/v1/functions', undefined, { authorization: 'Bearer nope' });
+    assert.equal(wrong.status, 401);
+    const ok = await c.admin('POST', '/v1/functions', echoSpec('guarded'));
+    assert.equal(ok.status, 201);
+    // Components authenticate to each other with the same token, so invocations work.
+    assert.equal((await c.invoke('guarded')).status, 200);
+    const health = await request(`${c.apiUrl}/health`);
+    assert.equal(health.statusCode, 200);
+    await health.body.dump();
+  } finally {
+    await c.close();
+  }
+});
+
+test('the data plane answers 413 to a body over its limit and keeps serving', async () => {
+  const c = await startTestCluster({ dataplane: { maxBodyBytes: 1024 } });
+  try {
+    await c.admin('POST', '/v1/functions', echoSpec('small'));
+    const big = await c.invoke('small', '/echo', { method: 'POST', body: 'x'.repeat(4096) });
+    assert.equal(big.status, 413);
+    assert.equal(JSON.parse(big.body).code, 'BODY_TOO_LARGE');
+    const fine = await c.invoke('small', '/echo', { method: 'POST', body: 'x'.repeat(512) });
+    assert.equal(fine.status, 200);
+    assert.equal(JSON.parse(fine.body).body.length, 512);
+  } finally {
+    await c.close();
+  }
+});
