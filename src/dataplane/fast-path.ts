@@ -37,7 +37,7 @@ import {
   type ProxyHost,
   type ProxyOptions,
 } from './request.js';
-import { functionFromHost, functionFromPath, stripFunctionPrefix } from './routing.js';
+import { forwardedPath, functionOf } from './routing.js';
 import { fromReadBuffer, UpstreamFailure, type UpstreamConnection, type UpstreamExchange } from './upstream.js';
 
 /** Bytes of pipelined requests buffered before reading pauses. */
@@ -190,15 +190,8 @@ export class ClientConnection {
   private startRequest(head: RequestHead, body: Buffer | null): void {
     const proxy = this.proxy;
     const target = head.target;
-    let name: string;
-    let path: string;
-    if (target.startsWith('/fn/')) {
-      name = functionFromPath(target);
-      path = stripFunctionPrefix(target);
-    } else {
-      name = functionFromHost(head.host);
-      path = target;
-    }
+    const name = functionOf(target, head.host);
+    const path = forwardedPath(target);
     const fn = proxy.lookup(name);
     const length = head.contentLength;
     if (length > 0 && (body === null || body.length < length)) {

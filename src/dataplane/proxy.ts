@@ -41,7 +41,7 @@ import {
   type ProxyHost,
   type ProxyOptions,
 } from './request.js';
-import { functionFromHost, functionFromPath, stripFunctionPrefix } from './routing.js';
+import { forwardedPath, functionOf } from './routing.js';
 
 export type ClientRequest = http.IncomingMessage | http2.Http2ServerRequest;
 export type ClientResponse = http.ServerResponse | http2.Http2ServerResponse;
@@ -269,15 +269,8 @@ export class Proxy implements FastPathHost {
   private route(req: ClientRequest, res: ClientResponse): void {
     const scan = scanRequestHeaders(req.rawHeaders, this.scan);
     const url = req.url ?? '/';
-    let name: string;
-    let path: string;
-    if (url.startsWith('/fn/')) {
-      name = functionFromPath(url);
-      path = stripFunctionPrefix(url);
-    } else {
-      name = functionFromHost(scan.host);
-      path = url;
-    }
+    const name = functionOf(url, scan.host);
+    const path = forwardedPath(url);
     const fn = this.lookup(name);
     if (fn === undefined) {
       this.unrouted(req, res, name, url);

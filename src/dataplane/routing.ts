@@ -42,3 +42,13 @@ export function functionFromHost(host: string): string {
   }
   return host;
 }
+
+/** The function a request names: its `/fn/<name>` prefix, else its Host label. */
+export function functionOf(target: string, host: string): string {
+  return target.startsWith(FN_PREFIX) ? functionFromPath(target) : functionFromHost(host);
+}
+
+/** The path to forward to the sandbox: without the `/fn/<name>` prefix, if it had one. */
+export function forwardedPath(target: string): string {
+  return target.startsWith(FN_PREFIX) ? stripFunctionPrefix(target) : target;
+}

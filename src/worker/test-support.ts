@@ -16,7 +16,7 @@ import {
 import { silentLogger } from '../shared/logging.js';
 import { startRpcServer } from '../shared/rpc.js';
 import type { DualListener } from '../shared/listener.js';
-import type { FunctionSpec } from '../shared/spec.js';
+import { DEFAULT_TIMEOUT_MS, RESOURCE_DEFAULTS, SCALING_DEFAULTS, type FunctionSpec } from '../shared/spec.js';
 
 /** The repository root: the compiled tests run from dist/src/worker/, the sources from src/worker/. */
 export const repoRoot: string = (() => {
@@ -45,20 +45,9 @@ export function functionSpec(name: string, command: string[], env: Record<string
     command,
     workdir: undefined,
     env,
-    resources: { cpuMillis: 100, memoryMb: 128 },
-    scaling: {
-      minScale: 0,
-      maxScale: 0,
-      containerConcurrency: 1,
-      targetUtilizationPct: 100,
-      stableWindowSec: 60,
-      panicWindowSec: 6,
-      panicThresholdPct: 200,
-      maxScaleUpRate: 1000,
-      maxScaleDownRate: 2,
-      scaleToZeroGraceSec: 30,
-    },
-    timeoutMs: 60_000,
+    resources: { ...RESOURCE_DEFAULTS },
+    scaling: { ...SCALING_DEFAULTS },
+    timeoutMs: DEFAULT_TIMEOUT_MS,
   };
 }
 
