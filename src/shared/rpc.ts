@@ -1,6 +1,8 @@
-// Internal RPC: the services in proto/ served with Connect (which also speaks
-// gRPC and gRPC-Web, so a peer in another language can join) and called over
-// h2c with the gRPC protocol.
+// Internal RPC: the services in proto/ served with Connect, which also speaks
+// gRPC and gRPC-Web, so a peer in another language can join with a gRPC
+// client. Baton's own clients use the Connect protocol (binary protobuf) over
+// h2c: on loopback a call costs ~1.2 ms with it against ~2.1 ms with
+// connect-node's gRPC client, and three calls sit on the cold-start path.
 //
 // Every internal port also answers GET /health and GET /metrics over plain
 // HTTP/1.1, for probes and Prometheus. A BatonError thrown by a handler
@@ -9,7 +11,7 @@
 import type * as http from 'node:http';
 import type * as http2 from 'node:http2';
 import { Code, ConnectError, createClient, type Client, type ConnectRouter, type Interceptor } from '@connectrpc/connect';
-import { connectNodeAdapter, createGrpcTransport } from '@connectrpc/connect-node';
+import { connectNodeAdapter, createConnectTransport } from '@connectrpc/connect-node';
 import type { DescService } from '@bufbuild/protobuf';
 import type { Registry } from 'prom-client';
 import { BatonError, ERROR_CODES, isErrorCode, type ErrorCode } from './errors.js';
@@ -90,9 +92,11 @@ export interface RpcClientOptions {
   timeoutMs?: number;
 }
 
-/** A typed client for one of Baton's services over h2c gRPC. */
+/** A typed client for one of Baton's services: Connect protocol, binary, over h2c. */
 export function createRpcClient<S extends DescService>(service: S, options: RpcClientOptions): Client<S> {
-  const transport = createGrpcTransport({
+  const transport = createConnectTransport({
+    httpVersion: '2',
+    useBinaryFormat: true,
     baseUrl: options.baseUrl,
     defaultTimeoutMs: options.timeoutMs ?? 10_000,
     interceptors: [authInterceptor(options.token)],

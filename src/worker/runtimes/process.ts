@@ -44,15 +44,17 @@ export interface ProcessRuntimeOptions {
 const SANDBOX_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
 // Readiness polling. Refused connects on loopback cost tens of microseconds,
-// so the probe starts at 1 ms and backs off ×1.5. During the first second the
-// gap is capped at 4 ms, because a cold start is judged against raw
-// spawn-to-first-response + 5 ms (DESIGN.md) and Node needs ~30 ms to boot:
-// a plain ×1.5 to 50 ms back-off would probe at 32 ms and then 49 ms. After
-// that second, nothing is interactive any more and the gap grows to 50 ms.
+// so during the first second the probe runs every millisecond (about 5 % of a
+// core while a sandbox boots): a cold start is judged against raw
+// spawn-to-first-response + 5 ms (DESIGN.md), and every millisecond between
+// the sandbox binding its port and the next probe is added to it. A ×1.5
+// back-off to 50 ms would probe at 32 ms and then 49 ms for a ~30 ms Node
+// boot. After that second nothing is interactive any more and the gap grows
+// ×1.5 to 50 ms.
 const PROBE_FIRST_DELAY_MS = 1;
 const PROBE_BACKOFF = 1.5;
 const PROBE_FAST_PHASE_MS = 1000;
-const PROBE_FAST_MAX_DELAY_MS = 4;
+const PROBE_FAST_MAX_DELAY_MS = 1;
 const PROBE_MAX_DELAY_MS = 50;
 // A connected probe with no answer yet is given 25 ms, doubling on each timeout
 // (up to 1 s), so a slow first response is not cut off again and again.
