@@ -409,7 +409,7 @@ export class DataPlane {
    */
   private housekeep(): void {
     const now = tickClock();
-    if (this.tracker.busy.size > 0) this.tracker.sweep(now);
+    if (this.tracker.busy.size > 0 || this.tracker.waiting.size > 0) this.tracker.sweep(now);
     if (now - this.lastIdleSweepAt >= IDLE_SWEEP_INTERVAL_MS) {
       this.lastIdleSweepAt = now;
       this.proxy.sweepClients(now, CLIENT_IDLE_MS, CLIENT_HEADERS_MS);

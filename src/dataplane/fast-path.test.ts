@@ -25,6 +25,8 @@ let rpc: Client<typeof DataPlaneService>;
 const servers: net.Server[] = [];
 const agent = new Agent({ connections: 16 });
 let upstreamConnections = 0;
+/** "METHOD url" of every request the node:http sandbox received. */
+const sandboxSaw: string[] = [];
 
 async function listen(server: net.Server): Promise<string> {
   servers.push(server);
@@ -35,6 +37,7 @@ async function listen(server: net.Server): Promise<string> {
 /** A node:http sandbox with the routes the tests use. */
 function sandbox(): http.Server {
   const server = http.createServer((req, res) => {
+    sandboxSaw.push(`${req.method} ${req.url}`);
     const url = new URL(req.url ?? '/', 'http://x');
     const q = (k: string, d: number): number => Number(url.searchParams.get(k) ?? d);
     switch (url.pathname) {
@@ -129,6 +132,25 @@ function rawRoundTrip(bytes: string | Buffer, opts: { halfClose?: boolean } = {}
       resolve(out);
     }, 3000).unref();
   });
+}
+
+/**
+ * Writes `parts` on one connection, `gapMs` apart (the client keeps its side
+ * open), and returns everything read until `gapMs` after the last part.
+ */
+async function rawSession(parts: string[], gapMs = 100, port = dp.proxyPort): Promise<string> {
+  const s = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+  let out = '';
+  s.on('data', (c: Buffer) => (out += c.toString('latin1')));
+  s.on('error', () => undefined);
+  await new Promise((resolve) => s.on('connect', resolve));
+  for (const p of parts) {
+    s.write(p);
+    await sleep(gapMs);
+  }
+  await sleep(gapMs);
+  s.destroy();
+  return out;
 }
 
 async function get(path: string, init: { method?: string; headers?: Record<string, string>; body?: string | Buffer } = {}) {
@@ -321,4 +343,126 @@ test('logRequests: one line per request on both paths, none otherwise', async ()
   } finally {
     await logged.stop(200);
   }
+});
+
+const smuggled = 'POST /fn/f/SMUGGLED HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n';
+
+test('the rest of a body the proxy answered early is never parsed as a request', async () => {
+  sandboxSaw.length = 0;
+  const out = await rawSession([`POST /fn/nobody/ HTTP/1.1\r\nHost: x\r\nContent-Length: ${smuggled.length}\r\n\r\n`, smuggled]);
+  assert.match(out, /^HTTP\/1\.1 404 /);
+  assert.equal(out.match(/HTTP\/1\.1 /g)?.length, 1);
+  assert.deepEqual(sandboxSaw, []);
+});
+
+test('a body over maxBodyBytes gets 413 and is never parsed as requests', async () => {
+  const small = await DataPlane.create(
+    compileConfig(dataPlaneSchema, { port: 0, rpcPort: 0, controlPlaneUrl: 'http://127.0.0.1:1', logLevel: 'silent', maxBodyBytes: 1000 }),
+    { log: silentLogger() },
+  );
+  try {
+    const c = createRpcClient(DataPlaneService, { baseUrl: `http://${small.rpcAddress}` });
+    await c.addFunction({ function: create(FunctionSpecSchema, { name: 'f', scaling: { containerConcurrency: 0 }, timeoutMs: 5000, revision: 1n }) });
+    const address = `127.0.0.1:${((servers[0] as net.Server).address() as net.AddressInfo).port}`; // the node:http sandbox
+    await c.addEndpoints({ function: 'f', endpoints: [{ sandboxId: 'sb-small', address }] });
+    sandboxSaw.length = 0;
+    const body = smuggled + 'y'.repeat(1200);
+    const out = await rawSession([`POST /fn/f/ HTTP/1.1\r\nHost: x\r\nContent-Length: ${body.length}\r\n\r\n`, body], 100, small.proxyPort);
+    assert.match(out, /^HTTP\/1\.1 413 /);
+    assert.equal(out.match(/HTTP\/1\.1 /g)?.length, 1);
+    assert.deepEqual(sandboxSaw, []);
+  } finally {
+    await small.stop(200);
+  }
+});
+
+test('after a Connection: close request nothing more is read from the connection', async () => {
+  sandboxSaw.length = 0;
+  const out = await rawSession([
+    'GET /fn/f/first HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n',
+    'GET /fn/f/AFTER-CLOSE HTTP/1.1\r\nHost: x\r\n\r\n',
+  ]);
+  assert.match(out, /^HTTP\/1\.1 200 /);
+  assert.equal(out.match(/HTTP\/1\.1 /g)?.length, 1);
+  assert.deepEqual(sandboxSaw, ['GET /first']);
+});
+
+test("HEAD requests get no body in the proxy's own responses, and the connection stays usable", async () => {
+  const out = await rawRoundTrip(
+    'HEAD /fn/nope/x HTTP/1.1\r\nHost: x\r\n\r\nHEAD /fn/garbage/ HTTP/1.1\r\nHost: x\r\n\r\nGET /fn/f/after-head HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n',
+  );
+  const headOnly = '[^]*?content-length: [1-9]\\d*\\r\\n(?:[^\\r\\n]+\\r\\n)*\\r\\n';
+  assert.match(out, new RegExp(`^HTTP/1\\.1 404 ${headOnly}HTTP/1\\.1 502 ${headOnly}HTTP/1\\.1 200 `, 'i'));
+  assert.doesNotMatch(out, /FUNCTION_NOT_FOUND|SANDBOX_CRASHED/);
+  assert.match(out, /"url":"\/after-head"/);
+});
+
+test('pipelined requests sent with a half-close are all answered', async () => {
+  const out = await rawRoundTrip('GET /fn/f/a HTTP/1.1\r\nHost: x\r\n\r\nGET /fn/f/b HTTP/1.1\r\nHost: x\r\n\r\nGET /fn/f/c HTTP/1.1\r\nHost: x\r\n\r\n', {
+    halfClose: true,
+  });
+  assert.deepEqual(
+    [...out.matchAll(/"url":"([^"]+)"/g)].map((m) => m[1]),
+    ['/a', '/b', '/c'],
+  );
+});
+
+test('a client that does not read its responses stops being answered (backpressure)', async () => {
+  const s = net.connect({ port: dp.proxyPort, host: '127.0.0.1' });
+  s.on('error', () => undefined);
+  await new Promise((resolve) => s.on('connect', resolve));
+  s.pause(); // never read
+  const batch = Buffer.from('GET /health HTTP/1.1\r\nHost: x\r\n\r\n'.repeat(2000));
+  for (let i = 0; i < 60; i++) {
+    s.write(batch);
+    await sleep(5);
+  }
+  await sleep(200);
+  const clients = (dp as unknown as { proxy: { clients: Set<{ socket: net.Socket }> } }).proxy.clients;
+  const mine = [...clients].find((c) => c.socket.remotePort === s.localPort);
+  assert.ok(mine !== undefined);
+  const held = mine.socket.writableLength;
+  s.destroy();
+  assert.ok(held < 256 * 1024, `${held} bytes of responses held for a client that reads nothing`);
+});
+
+test('requests waiting for a pooled sandbox connection time out from when they arrived', async () => {
+  const one = await DataPlane.create(
+    compileConfig(dataPlaneSchema, { port: 0, rpcPort: 0, controlPlaneUrl: 'http://127.0.0.1:1', logLevel: 'silent', upstreamConnections: 1 }),
+    { log: silentLogger() },
+  );
+  try {
+    const c = createRpcClient(DataPlaneService, { baseUrl: `http://${one.rpcAddress}` });
+    await c.addFunction({ function: create(FunctionSpecSchema, { name: 'slow', scaling: { containerConcurrency: 0 }, timeoutMs: 300, revision: 1n }) });
+    const address = `127.0.0.1:${((servers[0] as net.Server).address() as net.AddressInfo).port}`; // the node:http sandbox
+    await c.addEndpoints({ function: 'slow', endpoints: [{ sandboxId: 'sb-one', address }] });
+    const started = performance.now();
+    const results = await Promise.all(
+      [0, 1, 2, 3, 4, 5].map(async (i) => {
+        const res = await request(`http://${one.proxyAddress}/fn/slow/sleep?ms=250&i=${i}`, { dispatcher: agent });
+        const text = await res.body.text();
+        return { status: res.statusCode, text, ms: performance.now() - started };
+      }),
+    );
+    const ok = results.filter((r) => r.status === 200);
+    assert.equal(ok.length, 1, JSON.stringify(results));
+    for (const r of results) {
+      assert.ok(r.ms < 800, `answered after ${r.ms} ms with a 300 ms timeout`);
+      if (r.status !== 200) {
+        assert.equal(r.status, 504);
+        assert.equal((JSON.parse(r.text) as { code: string }).code, 'REQUEST_TIMEOUT');
+      }
+    }
+  } finally {
+    await one.stop(200);
+  }
+});
+
+test('the rest of a body the sandbox answered early is never parsed as a request', async () => {
+  sandboxSaw.length = 0;
+  // The 'early' sandbox answers as soon as it has the head.
+  const out = await rawSession([`POST /fn/early/ HTTP/1.1\r\nHost: x\r\nContent-Length: ${smuggled.length}\r\n\r\n`, smuggled]);
+  assert.match(out, /^HTTP\/1\.1 200 [^]*connection: close\r\n/i);
+  assert.equal(out.match(/HTTP\/1\.1 /g)?.length, 1);
+  assert.deepEqual(sandboxSaw, []);
 });

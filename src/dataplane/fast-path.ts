@@ -16,14 +16,15 @@
 //   delimited by close re-chunked so the client connection survives.
 //
 // One request at a time per connection: a pipelined next request waits in
-// the buffer until the current response is done, as node:http does. The
+// the buffer until the current response is done and the client has taken
+// the responses already written (writableNeedDrain), as node:http does. The
 // client's connection closes after a response whose request body was not
 // fully read (an early error, or the sandbox answered first).
 import { STATUS_CODES } from 'node:http';
 import type * as net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { ErrorCode } from '../shared/errors.js';
-import { clock } from './clock.js';
+import { clock, deadlineIn } from './clock.js';
 import type { EndpointState, FunctionState } from './function-table.js';
 import { BodyFraming, CRLFCRLF, MAX_HEAD_BYTES, parseRequestHead, RequestHead, type ResponseHead } from './http1.js';
 import {
@@ -63,8 +64,17 @@ function onSocketError(): void {
 /** One client connection on the fast path. */
 export class ClientConnection {
   current: FastRequest | null = null;
-  /** Close after the response in progress: the client asked, half-closed, or we are draining. */
+  /**
+   * Committed to closing: after the response in progress (the client asked,
+   * an early answer left the body unread, or we are draining), or now. From
+   * here on no further request is parsed and later bytes are dropped, so
+   * they can never reach a sandbox as requests.
+   */
   closing = false;
+  /** The client half-closed: answer the complete requests buffered, then end. */
+  private peerEnded = false;
+  /** Reading paused until the client takes the responses already written. */
+  private waitingDrain = false;
   private buf: Buffer | null = null;
   private scanFrom = 0;
   private processing = false;
@@ -107,17 +117,17 @@ export class ClientConnection {
       if (rest === null) return;
       chunk = rest;
     }
+    // Past the body of the request in progress nothing more is read once
+    // the connection is closing: those bytes are not requests we will serve.
+    if (this.closing) return;
     this.buf = this.buf === null ? chunk : Buffer.concat([this.buf, chunk]);
     if (this.current === null) this.processBuffered();
     else if (this.buf.length > MAX_PIPELINED_BYTES) this.socket.pause();
   }
 
   private readonly onEnd = (): void => {
-    this.closing = true;
-    if (this.current === null) {
-      this.processBuffered();
-      if (this.current === null && !this.handedOff) this.socket.end();
-    }
+    this.peerEnded = true;
+    if (this.current === null) this.processBuffered();
   };
 
   private readonly onClose = (): void => {
@@ -128,8 +138,20 @@ export class ClientConnection {
   };
 
   private readonly onDrain = (): void => {
+    if (this.waitingDrain) {
+      this.waitingDrain = false;
+      if (this.socket.isPaused()) this.socket.resume();
+      if (this.current === null) this.processBuffered();
+      return;
+    }
     this.current?.onClientDrain();
   };
+
+  /** Ends the connection: nothing more is parsed or read. */
+  private end(): void {
+    this.closing = true;
+    if (!this.socket.destroyed) this.socket.end();
+  }
 
   pauseReading(): void {
     this.socket.pause();
@@ -139,21 +161,34 @@ export class ClientConnection {
     if (this.socket.isPaused()) this.socket.resume();
   }
 
-  /** Parses and starts buffered requests while none is in progress. */
+  /**
+   * Parses and starts buffered requests while none is in progress. Ends the
+   * connection when it is closing, or the client half-closed and no complete
+   * request is left.
+   */
   private processBuffered(): void {
-    if (this.processing) return;
+    if (this.processing || this.closing) return;
     this.processing = true;
     try {
-      while (this.current === null && this.buf !== null && !this.handedOff && !this.socket.destroyed) {
+      while (this.current === null && !this.handedOff && !this.socket.destroyed) {
+        if (this.socket.writableNeedDrain) {
+          // The client is not reading its responses: answer no more until it
+          // does (as node:http), and stop reading its requests meanwhile.
+          this.waitingDrain = true;
+          this.socket.pause();
+          return;
+        }
         const buf = this.buf;
+        if (buf === null) break;
         const end = buf.indexOf(CRLFCRLF, this.scanFrom);
         if (end === -1) {
-          if (buf.length > MAX_HEAD_BYTES) this.handOff();
-          else {
-            this.scanFrom = buf.length > 3 ? buf.length - 3 : 0;
-            if (this.headSince === 0) this.headSince = clock.now;
+          if (buf.length > MAX_HEAD_BYTES) {
+            this.handOff();
+            return;
           }
-          return;
+          this.scanFrom = buf.length > 3 ? buf.length - 3 : 0;
+          if (this.headSince === 0) this.headSince = clock.now;
+          break;
         }
         const head = this.head;
         if (end > MAX_HEAD_BYTES || !parseRequestHead(buf.toString('latin1', 0, end), head)) {
@@ -176,18 +211,19 @@ export class ClientConnection {
         }
         this.buf = rest;
         if (head.close) this.closing = true;
-        this.startRequest(head, body);
+        this.startRequest(head, body, head.method === 'HEAD');
         if (this.current === null && this.closing) {
-          this.socket.end();
+          this.end();
           return;
         }
       }
+      if (this.peerEnded && this.current === null && !this.handedOff) this.end();
     } finally {
       this.processing = false;
     }
   }
 
-  private startRequest(head: RequestHead, body: Buffer | null): void {
+  private startRequest(head: RequestHead, body: Buffer | null, isHead: boolean): void {
     const proxy = this.proxy;
     const target = head.target;
     const name = functionOf(target, head.host);
@@ -202,23 +238,23 @@ export class ClientConnection {
       if (head.method === 'GET' && isHealthPath(target)) {
         const ok = proxy.accepting;
         proxy.host.onUnrouted(ok ? 200 : 503);
-        this.writeJson(ok ? 200 : 503, ok ? '{"status":"ok"}' : '{"status":"unavailable"}', '');
+        this.writeJson(ok ? 200 : 503, ok ? '{"status":"ok"}' : '{"status":"unavailable"}', '', false);
         return;
       }
       proxy.host.onUnrouted(404);
-      this.writeError(404, 'FUNCTION_NOT_FOUND', notFoundMessage(name), '');
+      this.writeError(404, 'FUNCTION_NOT_FOUND', notFoundMessage(name), '', isHead);
       return;
     }
     if (!proxy.accepting) {
       this.closing = true;
       fn.countResponse(503);
-      this.writeError(503, 'UNAVAILABLE', 'the data plane is shutting down', 'retry-after: 1\r\n');
+      this.writeError(503, 'UNAVAILABLE', 'the data plane is shutting down', 'retry-after: 1\r\n', isHead);
       return;
     }
     const max = proxy.options.maxBodyBytes;
     if (length > max) {
       fn.countResponse(413);
-      this.writeError(413, 'BODY_TOO_LARGE', `request body of ${length} bytes is over the limit of ${max}`, '');
+      this.writeError(413, 'BODY_TOO_LARGE', `request body of ${length} bytes is over the limit of ${max}`, '', isHead);
       return;
     }
     const r = new FastRequest(this, fn, head.method, path, head.headers, length, body);
@@ -233,23 +269,24 @@ export class ClientConnection {
     this.current = null;
     this.lastActive = clock.now;
     if (this.closing) {
-      if (!this.socket.destroyed) this.socket.end();
+      this.end();
       return;
     }
-    if (this.socket.isPaused()) this.socket.resume();
+    if (this.socket.isPaused() && !this.waitingDrain) this.socket.resume();
     this.processBuffered();
   }
 
-  writeError(status: number, code: string, message: string, extraHeaderLines: string): void {
-    this.writeJson(status, JSON.stringify({ code, message }), extraHeaderLines);
+  writeError(status: number, code: string, message: string, extraHeaderLines: string, isHead: boolean): void {
+    this.writeJson(status, JSON.stringify({ code, message }), extraHeaderLines, isHead);
   }
 
-  private writeJson(status: number, body: string, extraHeaderLines: string): void {
+  /** Writes a response of the proxy's own; a HEAD request gets its head only. */
+  private writeJson(status: number, body: string, extraHeaderLines: string, isHead: boolean): void {
     if (!this.socket.writable) return;
     const close = this.closing ? 'connection: close\r\n' : '';
     const statusLine = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}\r\n`;
     const length = Buffer.byteLength(body);
-    this.socket.write(`${statusLine}content-type: application/json\r\ncontent-length: ${length}\r\n${extraHeaderLines}${close}\r\n${body}`);
+    this.socket.write(`${statusLine}content-type: application/json\r\ncontent-length: ${length}\r\n${extraHeaderLines}${close}\r\n${isHead ? '' : body}`);
   }
 
   /** Closes the connection if it idled, or sat on a partial head, for too long. */
@@ -263,7 +300,7 @@ export class ClientConnection {
   /** Ends the connection now if no request is in progress, else after it. */
   closeIfIdle(): void {
     this.closing = true;
-    if (this.current === null && !this.socket.destroyed) this.socket.end();
+    if (this.current === null) this.end();
   }
 
   /** Gives the connection, with the bytes not yet consumed, to node:http. */
@@ -297,7 +334,7 @@ export class FastRequest implements ProxiedRequest, UpstreamExchange {
   queueMs = '0';
   endpoint: EndpointState | null = null;
   upstream: UpstreamConnection | null = null;
-  headersTimeoutMs = 0;
+  headersDeadline = 0;
   bodyTimeoutMs = 0;
   /** Request body bytes still to come from the client. */
   bodyRemaining: number;
@@ -337,7 +374,7 @@ export class FastRequest implements ProxiedRequest, UpstreamExchange {
   dispatch(endpoint: EndpointState, budgetMs: number): void {
     this.phase = Phase.Dispatched;
     this.endpoint = endpoint;
-    this.headersTimeoutMs = budgetMs;
+    this.headersDeadline = deadlineIn(budgetMs);
     this.bodyTimeoutMs = this.fn.timeoutMs;
     endpoint.upstream.raw.acquire(this);
   }
@@ -489,7 +526,7 @@ export class FastRequest implements ProxiedRequest, UpstreamExchange {
     let extra = '';
     if (this.enqueuedAt !== 0) extra += `${QUEUE_MS_HEADER}: ${this.queueMs}\r\n`;
     if (retryAfter !== undefined) extra += `retry-after: ${retryAfter}\r\n`;
-    this.client.writeError(status, code, message, extra);
+    this.client.writeError(status, code, message, extra, this.isHead);
     if (this.startedAt !== 0) this.client.proxy.logRequest(this.fn, this.method, this.path, status, this.startedAt, this.queueMs, null);
     this.client.requestDone(this);
   }

@@ -131,3 +131,19 @@ test('chunked scanner: malformed framing is reported', () => {
     assert.equal(s.scan(Buffer.from(bad), 0), -2, JSON.stringify(bad));
   }
 });
+
+test('response head: a repeated equal Content-Length is forwarded once', () => {
+  const r = res('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: 1\r\ncontent-length: 2\r\nX-B: 2');
+  assert.ok(r);
+  assert.equal(r.contentLength, 2);
+  assert.equal(r.headers, 'Content-Length: 2\r\nX-A: 1\r\nX-B: 2\r\n');
+  assert.equal(res('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3'), null);
+});
+
+test('response head: the status code is exactly three digits', () => {
+  for (const bad of ['HTTP/1.1 2e2 OK', 'HTTP/1.1  20 OK', 'HTTP/1.1 +20 OK', 'HTTP/1.1 0x1 OK', 'HTTP/1.1 099 OK', 'HTTP/1.1 20. OK']) {
+    assert.equal(res(`${bad}\r\nContent-Length: 0`), null, bad);
+  }
+  assert.equal(res('HTTP/1.1 200 OK\r\nContent-Length: 0')?.status, 200);
+  assert.equal(res('HTTP/1.1 599\r\nContent-Length: 0')?.status, 599);
+});

@@ -186,8 +186,12 @@ export function parseResponseHead(head: string, isHead: boolean, out: ResponseHe
   if (lineEnd < 12 || !head.startsWith('HTTP/1.') || head.charCodeAt(8) !== 32) return false;
   const minor = head.charCodeAt(7) - 48;
   if (minor !== 0 && minor !== 1) return false;
-  const status = Number(head.slice(9, 12));
-  if (!(status >= 100 && status <= 999) || (lineEnd > 12 && head.charCodeAt(12) !== 32)) return false;
+  const d0 = head.charCodeAt(9) - 48;
+  const d1 = head.charCodeAt(10) - 48;
+  const d2 = head.charCodeAt(11) - 48;
+  // Exactly three digits (Number() would take '2e2' or ' 20').
+  if (!(d0 >= 1 && d0 <= 9 && d1 >= 0 && d1 <= 9 && d2 >= 0 && d2 <= 9) || (lineEnd > 12 && head.charCodeAt(12) !== 32)) return false;
+  const status = d0 * 100 + d1 * 10 + d2;
   const reason = lineEnd > 13 ? head.slice(13, lineEnd) : '';
 
   let headers = '';
@@ -227,7 +231,10 @@ export function parseResponseHead(head: string, isHead: boolean, out: ResponseHe
           const v = trimmedValue(head, colon + 1, end);
           if (!DIGITS.test(v)) return false;
           const n = Number(v);
-          if (contentLength !== -1 && contentLength !== n) return false;
+          if (contentLength !== -1) {
+            if (contentLength !== n) return false;
+            drop = true; // a repeat of the same length: forward it once
+          }
           contentLength = n;
         }
         break;

@@ -38,8 +38,11 @@ export const enum UpstreamFailure {
 /** One request's side of an upstream exchange (the fast path's FastRequest). */
 export interface UpstreamExchange {
   readonly isHead: boolean;
-  /** ms from start() to the response head. */
-  readonly headersTimeoutMs: number;
+  /**
+   * Coarse-clock time by which the response head must arrive, counted from
+   * when the request arrived: it covers any wait for a pooled connection.
+   */
+  readonly headersDeadline: number;
   /** ms allowed between response body chunks. */
   readonly bodyTimeoutMs: number;
   /** The whole request (head and body) has been written. */
@@ -85,14 +88,19 @@ const enum Mode {
   Close,
 }
 
-/** Busy connections, swept for time-outs by the data plane's housekeeping. */
+/**
+ * Busy connections, and pools with exchanges waiting for a connection, swept
+ * for time-outs by the data plane's housekeeping.
+ */
 export class UpstreamTracker {
   readonly busy = new Set<UpstreamConnection>();
+  readonly waiting = new Set<UpstreamPool>();
 
   constructor(readonly log?: Logger) {}
 
   sweep(now: number): void {
     for (const c of this.busy) if (c.deadline <= now) c.timeOut();
+    for (const p of this.waiting) p.expireWaiting(now);
   }
 }
 
@@ -151,7 +159,7 @@ export class UpstreamConnection {
     this.gotBytes = false;
     this.headBuf = null;
     this.bodyTimeoutMs = ex.bodyTimeoutMs;
-    this.deadline = deadlineIn(ex.headersTimeoutMs);
+    this.deadline = ex.headersDeadline;
     this.pool.tracker.busy.add(this);
     ex.onConnection(this);
   }
@@ -367,6 +375,26 @@ export class UpstreamPool {
       return;
     }
     this.waiting.push(ex);
+    this.tracker.waiting.add(this);
+  }
+
+  /** Fails the exchanges that waited for a connection past their deadline. */
+  expireWaiting(now: number): void {
+    const waiting = this.waiting;
+    if (waiting.length === 0) {
+      this.tracker.waiting.delete(this);
+      return;
+    }
+    let expired: UpstreamExchange[] | null = null;
+    let kept = 0;
+    for (let i = 0; i < waiting.length; i++) {
+      const ex = waiting[i] as UpstreamExchange;
+      if (ex.headersDeadline <= now) (expired ??= []).push(ex);
+      else waiting[kept++] = ex;
+    }
+    waiting.length = kept;
+    if (kept === 0) this.tracker.waiting.delete(this);
+    if (expired !== null) for (const ex of expired) ex.onUpstreamError(UpstreamFailure.Timeout, 'timed out waiting for a connection');
   }
 
   /** Withdraws an exchange still waiting for a connection. */
