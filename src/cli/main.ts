@@ -34,6 +34,24 @@ function fileConfig(path: string | undefined): Record<string, unknown> {
   return path ? readConfigFile(path) : {};
 }
 
+/**
+ * A daemon's config: its YAML file (--config), overridden by the flags that
+ * were given, with the token from --token or BATON_TOKEN; validated and frozen.
+ */
+function daemonConfig<S extends Parameters<typeof compileConfig>[0]>(
+  schema: S,
+  cmd: Command,
+  flags: Record<string, unknown>,
+): ReturnType<typeof compileConfig<S>> {
+  const o = cmd.opts<{ config?: string }>();
+  const g = cmd.optsWithGlobals<{ token?: string }>();
+  return compileConfig(
+    schema,
+    { ...fileConfig(o.config), ...defined({ ...flags, token: g.token ?? process.env.BATON_TOKEN }) },
+    o.config ?? 'flags',
+  );
+}
+
 function clientOf(cmd: Command): AdminClient {
   const o = cmd.optsWithGlobals<{ api?: string; token?: string }>();
   return new AdminClient({ api: o.api, token: o.token });
@@ -108,15 +126,7 @@ export function buildProgram(): Command {
     .option('--api-port <port>', 'admin API and RPC port', int)
     .option('--data-dir <dir>', 'data directory')
     .action(async (o: Record<string, unknown>, cmd: Command) => {
-      const g = cmd.optsWithGlobals<{ token?: string }>();
-      const cfg = compileConfig(
-        controlPlaneSchema,
-        {
-          ...fileConfig(o.config as string | undefined),
-          ...defined({ host: o.host, apiPort: o.apiPort, dataDir: o.dataDir, token: g.token ?? process.env.BATON_TOKEN }),
-        },
-        (o.config as string | undefined) ?? 'flags',
-      );
+      const cfg = daemonConfig(controlPlaneSchema, cmd, { host: o.host, apiPort: o.apiPort, dataDir: o.dataDir });
       const cp = await ControlPlane.create(cfg);
       process.stdout.write(`control plane: ${cp.url}\n`);
       stopOnSignal(() => cp.stop());
@@ -131,15 +141,7 @@ export function buildProgram(): Command {
     .option('--rpc-port <port>', 'internal RPC port', int)
     .option('--control-plane <url>', 'control plane URL')
     .action(async (o: Record<string, unknown>, cmd: Command) => {
-      const g = cmd.optsWithGlobals<{ token?: string }>();
-      const cfg = compileConfig(
-        dataPlaneSchema,
-        {
-          ...fileConfig(o.config as string | undefined),
-          ...defined({ host: o.host, port: o.port, rpcPort: o.rpcPort, controlPlaneUrl: o.controlPlane, token: g.token ?? process.env.BATON_TOKEN }),
-        },
-        (o.config as string | undefined) ?? 'flags',
-      );
+      const cfg = daemonConfig(dataPlaneSchema, cmd, { host: o.host, port: o.port, rpcPort: o.rpcPort, controlPlaneUrl: o.controlPlane });
       const dp = await DataPlane.create(cfg);
       process.stdout.write(`data plane: http://${dp.proxyAddress} (rpc ${dp.rpcAddress})\n`);
       stopOnSignal(() => dp.stop());
@@ -154,15 +156,12 @@ export function buildProgram(): Command {
     .option('--control-plane <url>', 'control plane URL')
     .option('--data-dir <dir>', 'data directory (sandbox logs)')
     .action(async (o: Record<string, unknown>, cmd: Command) => {
-      const g = cmd.optsWithGlobals<{ token?: string }>();
-      const cfg = compileConfig(
-        workerSchema,
-        {
-          ...fileConfig(o.config as string | undefined),
-          ...defined({ host: o.host, rpcPort: o.rpcPort, controlPlaneUrl: o.controlPlane, dataDir: o.dataDir, token: g.token ?? process.env.BATON_TOKEN }),
-        },
-        (o.config as string | undefined) ?? 'flags',
-      );
+      const cfg = daemonConfig(workerSchema, cmd, {
+        host: o.host,
+        rpcPort: o.rpcPort,
+        controlPlaneUrl: o.controlPlane,
+        dataDir: o.dataDir,
+      });
       const w = await Worker.create(cfg);
       process.stdout.write(`worker ${w.id}: ${w.address}\n`);
       stopOnSignal(() => w.stop());

@@ -97,9 +97,10 @@ export function createAdminHandler(backend: AdminBackend, options: AdminApiOptio
     route(req, res).catch((err: unknown) => {
       const e = toBatonError(err);
       if (e.status >= 500) options.log.error({ err, url: req.url }, 'admin call failed');
-      // An unread request body would otherwise be parsed as the next request.
-      if (!req.complete) (res as http.ServerResponse).setHeader?.('connection', 'close');
-      sendError(res, e);
+      // An unread HTTP/1.1 body would otherwise be parsed as the next request.
+      // (HTTP/2 has no such header, and rejects it: its streams end on their own.)
+      const headers = !req.complete && req.httpVersionMajor === 1 ? { connection: 'close' } : undefined;
+      sendError(res, e, headers);
     });
   };
 }

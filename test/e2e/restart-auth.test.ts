@@ -77,3 +77,33 @@ test('the data plane answers 413 to a body over its limit and keeps serving', as
     await c.close();
   }
 });
+
+test('the admin API answers h2c clients too, errors included, and keeps running', async () => {
+  const http2 = await import('node:http2');
+  const c = await startTestCluster();
+  try {
+    const session = http2.connect(c.apiUrl);
+    const call = (method: string, path: string, body?: string) =>
+      new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = session.request({ ':method': method, ':path': path, 'content-type': 'application/json' });
+        let status = 0;
+        let text = '';
+        req.on('response', (h) => (status = Number(h[':status'])));
+        req.setEncoding('utf8');
+        req.on('data', (d: string) => (text += d));
+        req.on('end', () => resolve({ status, body: text }));
+        req.on('error', reject);
+        req.end(body);
+      });
+    const huge = await call('POST', '/v1/functions', JSON.stringify({ name: 'x', command: ['x'], env: { BIG: 'x'.repeat(2 * 1024 * 1024) } }));
+    assert.equal(huge.status, 413);
+    assert.equal(JSON.parse(huge.body).code, 'BODY_TOO_LARGE');
+    const created = await call('POST', '/v1/functions', JSON.stringify(echoSpec('viah2')));
+    assert.equal(created.status, 201);
+    const listed = await call('GET', '/v1/functions');
+    assert.equal(JSON.parse(listed.body).functions[0].name, 'viah2');
+    session.close();
+  } finally {
+    await c.close();
+  }
+});
