@@ -113,8 +113,8 @@ export async function runUp(cfg: UpConfig, demo: boolean): Promise<void> {
         process.exit(1);
       });
   };
-  process.on('SIGINT', () => shutdown('SIGINT'));
-  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  // SIGHUP too: a closed terminal must not leave sandboxes behind (Node exits on it without 'exit').
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => shutdown(signal));
 
   if (demo) {
     try {

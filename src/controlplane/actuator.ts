@@ -22,10 +22,9 @@ import type { DataPlaneMember, Membership, WorkerMember } from './membership.js'
 import type { PlacementPolicy } from './placement/index.js';
 import type { ControlPlaneMetrics } from './metrics.js';
 
-/** A sandbox that dies within this long of becoming ready counts as a failed start for back-off. */
-const CRASH_LOOP_WINDOW_MS = 10_000;
-
 export class Actuator {
+  private stopped = false;
+
   constructor(
     private readonly config: ControlPlaneConfig,
     private readonly membership: Membership,
@@ -34,9 +33,14 @@ export class Actuator {
     private readonly log: Logger,
   ) {}
 
+  /** Stops launching anything: the control plane is stopping. */
+  stop(): void {
+    this.stopped = true;
+  }
+
   /** Starts or stops sandboxes so that the function reaches its desired scale. */
   reconcile(fn: FunctionState): void {
-    if (fn.deleted) return;
+    if (fn.deleted || this.stopped) return;
     const active: SandboxRecord[] = [];
     for (const s of fn.sandboxes.values()) if (s.phase !== 'draining') active.push(s);
     const gap = fn.desired - active.length;
@@ -58,7 +62,7 @@ export class Actuator {
   }
 
   private retryLater(fn: FunctionState, delayMs: number): void {
-    if (fn.retryTimer) return;
+    if (fn.retryTimer || this.stopped) return;
     fn.retryTimer = setTimeout(() => {
       fn.retryTimer = undefined;
       this.reconcile(fn);
@@ -121,9 +125,14 @@ export class Actuator {
     record.address = address;
     record.phase = 'ready';
     record.readyAtMs = Date.now();
-    if (fn.condition && fn.condition.code !== 'SANDBOX_CRASHED') fn.condition = undefined;
-    fn.consecutiveFailures = 0;
-    fn.backoffUntilMs = 0;
+    // A start that works ends a start failure. A crash loop is different: its
+    // replacements start fine and die again, so its back-off only resets once
+    // a sandbox has stayed up (settle()).
+    if (fn.condition?.code !== 'SANDBOX_CRASHED') {
+      fn.condition = undefined;
+      fn.consecutiveFailures = 0;
+      fn.backoffUntilMs = 0;
+    }
     await this.broadcast('add endpoint', (dp) =>
       dp.client.addEndpoints({ function: spec.name, endpoints: [this.endpointOf(spec.name, record)] }),
     );
@@ -164,7 +173,7 @@ export class Actuator {
     if (record.phase === 'draining') return;
     const livedMs = Date.now() - (record.readyAtMs ?? record.createdAtMs);
     fn.condition = { code: 'SANDBOX_CRASHED', message: `sandbox ${id} ${reason}: ${message}`, sinceMs: Date.now() };
-    if (livedMs < CRASH_LOOP_WINDOW_MS) {
+    if (livedMs < this.config.crashLoopWindowMs) {
       // Crash-looping: replace it, but back off as for a failed start.
       fn.consecutiveFailures += 1;
       fn.backoffUntilMs = Date.now() + this.backoffMs(fn.consecutiveFailures - 1);
@@ -172,6 +181,25 @@ export class Actuator {
       fn.consecutiveFailures = 0;
     }
     this.reconcile(fn);
+  }
+
+  /**
+   * Clears a crash condition, and the back-off that came with it, once a
+   * sandbox has stayed ready for a whole crash-loop window (or none is
+   * wanted). Called on the scaling tick.
+   */
+  settle(fn: FunctionState, nowMs: number): void {
+    const window = this.config.crashLoopWindowMs;
+    const c = fn.condition;
+    if (c?.code !== 'SANDBOX_CRASHED' || nowMs - c.sinceMs < window) return;
+    let stable = fn.desired === 0;
+    for (const s of fn.sandboxes.values()) {
+      if (s.phase === 'ready' && s.readyAtMs !== undefined && nowMs - s.readyAtMs >= window) stable = true;
+    }
+    if (!stable) return;
+    fn.condition = undefined;
+    fn.consecutiveFailures = 0;
+    fn.backoffUntilMs = 0;
   }
 
   /** A worker went silent: its sandboxes are gone as far as routing is concerned. */
@@ -219,7 +247,7 @@ export class Actuator {
   /** Sends the whole state to one data plane: every function and its ready endpoints. */
   async pushAll(dp: DataPlaneMember, functions: Iterable<FunctionState>): Promise<void> {
     await Promise.all(
-      [...functions].map(async (fn) => {
+      [...functions].filter((fn) => !fn.deleted).map(async (fn) => {
         try {
           await dp.client.addFunction({ function: toFunctionSpecMessage(fn.spec, BigInt(fn.revision)) });
           const ready = [...fn.sandboxes.values()].filter((s) => s.phase === 'ready');

@@ -115,6 +115,7 @@ export class ControlPlane implements AdminBackend {
   async stop(): Promise<void> {
     if (this.state === 'STOPPED') return;
     this.state = 'DRAINING';
+    this.actuator.stop();
     if (this.tickTimer) clearInterval(this.tickTimer);
     for (const fn of this.functions.values()) if (fn.retryTimer) clearTimeout(fn.retryTimer);
     await this.listener?.close();
@@ -134,12 +135,12 @@ export class ControlPlane implements AdminBackend {
         this.requireRunning();
         if (!req.workerId || !req.address) throw new BatonError('INVALID_REQUEST', 'workerId and address are required');
         const capacity = { cpuMillis: req.capacity?.cpuMillis ?? 0, memoryMb: Number(req.capacity?.memoryMb ?? 0n) };
+        await this.store.putWorker({ id: req.workerId, address: req.address, registeredAtMs: Date.now() });
         const { worker, fresh } = this.membership.upsertWorker(req.workerId, req.address, capacity, req.runtimes, Date.now());
-        if (fresh) {
-          await this.store.putWorker({ id: worker.id, address: worker.address, registeredAtMs: worker.registeredAtMs });
-          this.log.info({ worker: worker.id, address: worker.address }, 'worker registered');
-          void this.adoptSandboxes(worker);
-        }
+        if (fresh) this.log.info({ worker: worker.id, address: worker.address }, 'worker registered');
+        // A worker registers when it starts, when we forgot it, or when its heartbeats failed:
+        // in every case what it runs may differ from what we believe, so compare.
+        void this.resyncWorker(worker);
         return create(RegisterWorkerResponseSchema, { heartbeatIntervalMs: this.config.workerHeartbeatIntervalMs });
       },
       workerHeartbeat: async (req) => {
@@ -208,11 +209,13 @@ export class ControlPlane implements AdminBackend {
   }
 
   /**
-   * A worker (re)registered: learn the sandboxes it already runs. Those of a
-   * registered function are adopted and routed to; any other is deleted, so
-   * nothing leaks across a control-plane restart.
+   * A worker (re)registered: compare what it runs with what we believe.
+   * Records of sandboxes it no longer has are dropped (and routed away from);
+   * ready sandboxes of registered functions that we do not know are adopted;
+   * anything else it runs that no create of ours is waiting for is deleted, so
+   * nothing leaks across a restart of either side.
    */
-  private async adoptSandboxes(worker: WorkerMember): Promise<void> {
+  private async resyncWorker(worker: WorkerMember): Promise<void> {
     let sandboxes;
     try {
       sandboxes = (await worker.client.listSandboxes({})).sandboxes;
@@ -220,16 +223,26 @@ export class ControlPlane implements AdminBackend {
       this.log.warn({ worker: worker.id, err: fromRpcError(err, worker.id).message }, 'cannot list sandboxes');
       return;
     }
+    const running = new Set(sandboxes.map((sb) => sb.sandboxId));
+    for (const fn of this.functions.values()) {
+      const gone = [...fn.sandboxes.values()].filter((s) => s.workerId === worker.id && s.phase !== 'starting' && !running.has(s.id));
+      if (gone.length === 0) continue;
+      for (const s of gone) fn.sandboxes.delete(s.id);
+      this.log.warn({ function: fn.spec.name, worker: worker.id, sandboxes: gone.map((s) => s.id) }, 'worker no longer runs these sandboxes');
+      const ids = gone.map((s) => s.id);
+      void this.actuator.broadcast('remove endpoints', (dp) => dp.client.removeEndpoints({ function: fn.spec.name, sandboxIds: ids, drain: false }));
+      this.actuator.reconcile(fn);
+    }
     const now = Date.now();
     for (const sb of sandboxes) {
       const fn = this.functions.get(sb.function);
+      if (fn?.sandboxes.has(sb.sandboxId)) continue; // ours: known, or a create we are waiting for
       if (!fn || fn.deleted || sb.state !== SandboxState.READY) {
-        if (!fn || fn.deleted) {
-          worker.client.deleteSandbox({ sandboxId: sb.sandboxId }).catch(() => undefined);
-        }
+        worker.client.deleteSandbox({ sandboxId: sb.sandboxId }).catch((err: unknown) => {
+          this.log.warn({ worker: worker.id, sandbox: sb.sandboxId, err: fromRpcError(err, worker.id).message }, 'cannot delete a stray sandbox');
+        });
         continue;
       }
-      if (fn.sandboxes.has(sb.sandboxId)) continue;
       const record = {
         id: sb.sandboxId,
         workerId: worker.id,
@@ -267,6 +280,7 @@ export class ControlPlane implements AdminBackend {
       this.actuator.workerLost(worker, this.functions.values());
     }
     for (const fn of this.functions.values()) {
+      this.actuator.settle(fn, now);
       this.scale(fn, now);
       this.metrics.desiredScale.set({ function: fn.spec.name }, fn.desired);
       let ready = 0;
@@ -284,14 +298,16 @@ export class ControlPlane implements AdminBackend {
 
   private getFunction(name: string): FunctionState {
     const fn = this.functions.get(name);
-    if (!fn) throw new BatonError('FUNCTION_NOT_FOUND', `no function named ${name}`);
+    if (!fn || fn.deleted) throw new BatonError('FUNCTION_NOT_FOUND', `no function named ${name}`);
     return fn;
   }
 
   async createFunction(body: unknown): Promise<Record<string, unknown>> {
     this.requireRunning();
     const spec = parseFunctionSpec(body);
-    if (this.functions.has(spec.name)) throw new BatonError('FUNCTION_EXISTS', `function ${spec.name} already exists`);
+    const existing = this.functions.get(spec.name);
+    if (existing?.deleted) throw new BatonError('CONFLICT', `function ${spec.name} is still being deleted; retry`);
+    if (existing) throw new BatonError('FUNCTION_EXISTS', `function ${spec.name} already exists`);
     const now = Date.now();
     await this.store.createFunction({ spec, revision: 1, createdAtMs: now, updatedAtMs: now });
     const fn = newFunctionState(spec, 1, now, now);
@@ -303,7 +319,7 @@ export class ControlPlane implements AdminBackend {
   }
 
   listFunctions(): Record<string, unknown>[] {
-    return [...this.functions.values()].sort((a, b) => (a.spec.name < b.spec.name ? -1 : 1)).map(summarizeFunction);
+    return [...this.functions.values()].filter((f) => !f.deleted).sort((a, b) => (a.spec.name < b.spec.name ? -1 : 1)).map(summarizeFunction);
   }
 
   describeFunction(name: string): Record<string, unknown> {
@@ -341,13 +357,21 @@ export class ControlPlane implements AdminBackend {
     fn.deleted = true;
     fn.desired = 0;
     if (fn.retryTimer) clearTimeout(fn.retryTimer);
-    this.functions.delete(name);
-    // Drain first, so in-flight requests finish; then remove the function, which fails queued requests with 404.
-    await Promise.all([...fn.sandboxes.values()].filter((s) => s.phase === 'ready').map((s) => this.actuator.drainAndDelete(fn, s)));
-    await this.actuator.broadcast('remove function', (dp) => dp.client.removeFunction({ name }));
-    // Sandboxes still starting are deleted by the actuator when their create returns.
-    const deadline = Date.now() + this.config.sandboxCreateTimeoutMs;
-    while (fn.sandboxes.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    // The name stays reserved (new registrations get CONFLICT) until the data
+    // planes have forgotten it, so our RemoveFunction cannot remove a successor.
+    try {
+      // Drain first, so in-flight requests finish; then remove the function, which fails queued requests with 404.
+      await Promise.all([...fn.sandboxes.values()].filter((s) => s.phase === 'ready').map((s) => this.actuator.drainAndDelete(fn, s)));
+      await this.actuator.broadcast('remove function', (dp) => dp.client.removeFunction({ name }));
+      // Sandboxes still starting are deleted by the actuator when their create returns.
+      const deadline = Date.now() + this.config.sandboxCreateTimeoutMs;
+      while (fn.sandboxes.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      if (fn.sandboxes.size > 0) {
+        this.log.warn({ function: name, sandboxes: [...fn.sandboxes.keys()] }, 'function deleted, but some sandboxes did not confirm their deletion');
+      }
+    } finally {
+      if (this.functions.get(name) === fn) this.functions.delete(name);
+    }
     this.log.info({ function: name }, 'function deleted');
   }
 

@@ -36,6 +36,8 @@ export const controlPlaneSchema = z
     createBackoffInitialMs: ms(1).default(250),
     createBackoffMaxMs: ms(1).default(30_000),
     drainTimeoutMs: ms(0).default(30_000),
+    /** A sandbox that dies within this long of becoming ready counts as a crash loop (back-off grows). */
+    crashLoopWindowMs: ms(0).default(10_000),
     maxBodyBytes: z.number().int().min(1024).default(1024 * 1024),
     logLevel: logLevel.default('info'),
   })

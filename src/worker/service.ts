@@ -40,7 +40,7 @@ export function workerServiceImpl(context: WorkerServiceContext): ServiceImpl<ty
     functionRevision: s.functionRevision,
   });
   return {
-    async createSandbox(req) {
+    async createSandbox(req, ctx) {
       checkSandboxId(req.sandboxId);
       const fn = req.function;
       if (!fn) throw new BatonError('INVALID_SPEC', 'function: is required', { details: { field: 'function' } });
@@ -51,8 +51,16 @@ export function workerServiceImpl(context: WorkerServiceContext): ServiceImpl<ty
         });
       }
       const spec = fromFunctionSpecMessage(fn);
-      const sandbox = await table.create(req.sandboxId, spec, fn.revision, fn.runtime || 'process');
-      return { sandbox: toSandbox(sandbox), latency: toLatency(sandbox.latency) };
+      // A caller that gives up (its deadline passed, or it died) will never
+      // learn of this sandbox, so nothing would ever delete it: stop it now.
+      const abandon = (): void => void table.delete(req.sandboxId);
+      ctx.signal.addEventListener('abort', abandon, { once: true });
+      try {
+        const sandbox = await table.create(req.sandboxId, spec, fn.revision, fn.runtime || 'process');
+        return { sandbox: toSandbox(sandbox), latency: toLatency(sandbox.latency) };
+      } finally {
+        ctx.signal.removeEventListener('abort', abandon);
+      }
     },
 
     async deleteSandbox(req) {

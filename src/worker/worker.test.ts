@@ -134,6 +134,16 @@ describe('worker', () => {
     assert.equal(cp.failures.some((f) => f.sandboxId === id('echo-2')), false, 'a deleted sandbox is not a failure');
   });
 
+  it('a create whose caller gives up deletes the sandbox it was starting', async () => {
+    const slow = toFunctionSpecMessage(functionSpec('slow', [NODE, fixture('slow-start.js')], { SLOW_START_MS: '1500' }), 1n);
+    const err = await rpcFailure(client.createSandbox({ sandboxId: id('slow-1'), function: slow }, { timeoutMs: 300 }));
+    assert.equal(err.code, 'PEER_UNAVAILABLE');
+    await waitFor('the abandoned sandbox to be deleted', () => sandboxProcesses(id('slow-1')).length === 0, 5000);
+    await new Promise((r) => setTimeout(r, 1500)); // past the boot: nothing came back to life
+    assert.deepEqual(sandboxProcesses(id('slow-1')), []);
+    assert.deepEqual((await client.listSandboxes({})).sandboxes, []);
+  });
+
   it('answers with stable error codes over RPC', async () => {
     const quitter = toFunctionSpecMessage(functionSpec('quitter', [NODE, fixture('exits-at-once.js')]), 1n);
     const failed = await rpcFailure(client.createSandbox({ sandboxId: id('quitter-1'), function: quitter }));

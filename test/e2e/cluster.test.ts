@@ -9,7 +9,7 @@ import { echoSpec, fixture, FIXTURES, pidAlive, startTestCluster, waitFor, type 
 describe('a single-machine cluster', () => {
   let c: TestCluster;
   before(async () => {
-    c = await startTestCluster({ controlplane: { createBackoffInitialMs: 200, scalingPeriodMs: 200 } });
+    c = await startTestCluster({ controlplane: { createBackoffInitialMs: 200, scalingPeriodMs: 200, crashLoopWindowMs: 1000 } });
   });
   after(async () => {
     await c.close();
@@ -184,6 +184,45 @@ describe('a single-machine cluster', () => {
       return r.status === 200 ? r : undefined;
     });
     assert.notEqual(next.headers['x-baton-sandbox'], first.headers['x-baton-sandbox']);
+    // The crash shows in describe, and clears once the replacement has stayed up for the crash-loop window.
+    const d = await c.admin('GET', '/v1/functions/fragile');
+    assert.equal(d.body.status.condition?.code, 'SANDBOX_CRASHED');
+    await waitFor('the crash condition to clear', async () => {
+      const again = await c.admin('GET', '/v1/functions/fragile');
+      return again.body.status.condition === null ? true : undefined;
+    });
+  });
+
+  test('a crash loop backs off more and more, even though each replacement starts fine', async () => {
+    await c.admin('POST', '/v1/functions', {
+      name: 'looper',
+      command: [process.execPath, fixture('crashes-after-ready.js')],
+      workdir: FIXTURES,
+      scaling: { minScale: 1 },
+    });
+    await new Promise((r) => setTimeout(r, 4000));
+    // Each sandbox lives ~0.35 s. With a fixed 200 ms back-off that is ~7 starts in 4 s; doubling allows ~4.
+    const starts = await createCount(c, 'looper');
+    assert.ok(starts >= 2 && starts <= 5, `${starts} starts in 4 s`);
+    const d = await c.admin('GET', '/v1/functions/looper');
+    assert.equal(d.body.status.condition.code, 'SANDBOX_CRASHED');
+    await c.admin('DELETE', '/v1/functions/looper');
+  });
+
+  test('a name being deleted cannot be registered again until the delete is done', async () => {
+    await c.admin('POST', '/v1/functions', echoSpec('reborn', { scaling: { minScale: 1 } }));
+    assert.equal((await c.invoke('reborn', '/sleep?ms=300')).status, 200);
+    const slow = c.invoke('reborn', '/sleep?ms=400');
+    await new Promise((r) => setTimeout(r, 50));
+    const deleting = c.admin('DELETE', '/v1/functions/reborn');
+    await new Promise((r) => setTimeout(r, 50));
+    const early = await c.admin('POST', '/v1/functions', echoSpec('reborn'));
+    assert.equal(early.status, 409);
+    assert.equal(early.body.code, 'CONFLICT');
+    assert.equal((await slow).status, 200, 'the in-flight request finished: delete drains first');
+    assert.equal((await deleting).status, 200);
+    assert.equal((await c.admin('POST', '/v1/functions', echoSpec('reborn'))).status, 201);
+    assert.equal((await c.invoke('reborn')).status, 200, 'the data planes know the new function');
   });
 
   test('garbage on the internal RPC port is refused and the control plane keeps running', async () => {
@@ -204,6 +243,14 @@ describe('a single-machine cluster', () => {
     assert.equal(list.body.workers[0].status, 'ready');
   });
 });
+
+async function createCount(c: TestCluster, fn: string): Promise<number> {
+  const { request } = await import('undici');
+  const res = await request(`${c.apiUrl}/metrics`);
+  const text = await res.body.text();
+  const line = text.split('\n').find((l) => l.startsWith('baton_sandbox_create_seconds_count{') && l.includes(`function="${fn}"`));
+  return line ? Number(line.split(' ').pop()) : 0;
+}
 
 async function createFailures(c: TestCluster, fn: string): Promise<number> {
   const { request } = await import('undici');

@@ -6,7 +6,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { request } from 'undici';
-import { echoSpec, startTestCluster } from '../helpers/cluster.js';
+import { Worker } from '../../src/worker/index.js';
+import { compileConfig, workerSchema } from '../../src/shared/config.js';
+import { echoSpec, startTestCluster, waitFor } from '../helpers/cluster.js';
 
 test('a control-plane restart keeps the registered functions', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'baton-restart-'));
@@ -105,5 +107,34 @@ test('the admin API answers h2c clients too, errors included, and keeps running'
     session.close();
   } finally {
     await c.close();
+  }
+});
+
+test('a worker restarted under the same id and address is resynced: stale sandboxes are dropped and replaced', async () => {
+  const c = await startTestCluster({ controlplane: { scalingPeriodMs: 200 } });
+  let successor: Worker | undefined;
+  try {
+    await c.admin('POST', '/v1/functions', echoSpec('steady', { scaling: { minScale: 1 } }));
+    const before = await c.invoke('steady');
+    assert.equal(before.status, 200);
+    const { id, port } = c.worker;
+    await c.worker.stop();
+    successor = await Worker.create(
+      compileConfig(workerSchema, { id, rpcPort: port, controlPlaneUrl: c.apiUrl, dataDir: c.dataDir, logLevel: 'silent' }),
+    );
+    const after = await waitFor('a new sandbox to serve', async () => {
+      const r = await c.invoke('steady');
+      return r.status === 200 ? r : undefined;
+    });
+    assert.notEqual(after.headers['x-baton-sandbox'], before.headers['x-baton-sandbox']);
+    const d = await c.admin('GET', '/v1/functions/steady');
+    assert.deepEqual(
+      d.body.sandboxes.map((s: { id: string }) => s.id),
+      [after.headers['x-baton-sandbox']],
+      'the stopped worker\'s sandbox is gone from describe',
+    );
+  } finally {
+    await c.close();
+    await successor?.stop();
   }
 });
