@@ -139,7 +139,8 @@ export class Actuator {
     this.reconcile(fn);
   }
 
-  private async deleteOnWorker(worker: WorkerMember, id: string): Promise<void> {
+  /** Deletes a sandbox on its worker; a failure is logged, not thrown. */
+  async deleteOnWorker(worker: WorkerMember, id: string): Promise<void> {
     try {
       await worker.client.deleteSandbox({ sandboxId: id });
     } catch (err) {
@@ -168,8 +169,7 @@ export class Actuator {
   sandboxFailed(fn: FunctionState, id: string, reason: string, message: string): void {
     const record = fn.sandboxes.get(id);
     if (!record || record.phase === 'starting') return;
-    fn.sandboxes.delete(id);
-    void this.broadcast('remove endpoint', (dp) => dp.client.removeEndpoints({ function: fn.spec.name, sandboxIds: [id], drain: false }));
+    this.forget(fn, [id]);
     if (record.phase === 'draining') return;
     const livedMs = Date.now() - (record.readyAtMs ?? record.createdAtMs);
     fn.condition = { code: 'SANDBOX_CRASHED', message: `sandbox ${id} ${reason}: ${message}`, sinceMs: Date.now() };
@@ -202,16 +202,41 @@ export class Actuator {
     fn.backoffUntilMs = 0;
   }
 
-  /** A worker went silent: its sandboxes are gone as far as routing is concerned. */
-  workerLost(worker: WorkerMember, functions: Iterable<FunctionState>): void {
+  /**
+   * Forgets the worker's sandboxes that `gone` selects (all of them for a lost
+   * worker; those it no longer runs after a resync), stops routing to them,
+   * and lets each function replace them.
+   */
+  forgetWorkerSandboxes(worker: WorkerMember, functions: Iterable<FunctionState>, gone: (s: SandboxRecord) => boolean, why: string): void {
     for (const fn of functions) {
-      const lost = [...fn.sandboxes.values()].filter((s) => s.workerId === worker.id);
-      if (lost.length === 0) continue;
-      for (const s of lost) fn.sandboxes.delete(s.id);
-      const ids = lost.map((s) => s.id);
-      void this.broadcast('remove endpoints', (dp) => dp.client.removeEndpoints({ function: fn.spec.name, sandboxIds: ids, drain: false }));
+      const ids = [...fn.sandboxes.values()].filter((s) => s.workerId === worker.id && gone(s)).map((s) => s.id);
+      if (ids.length === 0) continue;
+      this.log.warn({ function: fn.spec.name, worker: worker.id, sandboxes: ids }, why);
+      this.forget(fn, ids);
       this.reconcile(fn);
     }
+  }
+
+  /** Takes a ready sandbox we did not start (found on a worker) into the function, and routes to it. */
+  async adopt(fn: FunctionState, worker: WorkerMember, sandboxId: string, address: string, createdAtMs: number): Promise<void> {
+    const now = Date.now();
+    const record: SandboxRecord = { id: sandboxId, workerId: worker.id, address, phase: 'ready', createdAtMs: createdAtMs || now, readyAtMs: now };
+    fn.sandboxes.set(record.id, record);
+    // A fresh grace period, and no scale-down below what is running.
+    fn.lastActiveMs = Math.max(fn.lastActiveMs, now);
+    let live = 0;
+    for (const s of fn.sandboxes.values()) if (s.phase !== 'draining') live += 1;
+    fn.desired = Math.max(fn.desired, live);
+    this.log.info({ function: fn.spec.name, sandbox: record.id, worker: worker.id }, 'adopted running sandbox');
+    await this.broadcast('add endpoint', (dp) =>
+      dp.client.addEndpoints({ function: fn.spec.name, endpoints: [this.endpointOf(fn.spec.name, record)] }),
+    );
+  }
+
+  /** Drops sandbox records and removes their endpoints from every data plane, without draining. */
+  private forget(fn: FunctionState, ids: string[]): void {
+    for (const id of ids) fn.sandboxes.delete(id);
+    void this.broadcast('remove endpoints', (dp) => dp.client.removeEndpoints({ function: fn.spec.name, sandboxIds: ids, drain: false }));
   }
 
   private backoffMs(failures: number): number {

@@ -224,40 +224,20 @@ export class ControlPlane implements AdminBackend {
       return;
     }
     const running = new Set(sandboxes.map((sb) => sb.sandboxId));
-    for (const fn of this.functions.values()) {
-      const gone = [...fn.sandboxes.values()].filter((s) => s.workerId === worker.id && s.phase !== 'starting' && !running.has(s.id));
-      if (gone.length === 0) continue;
-      for (const s of gone) fn.sandboxes.delete(s.id);
-      this.log.warn({ function: fn.spec.name, worker: worker.id, sandboxes: gone.map((s) => s.id) }, 'worker no longer runs these sandboxes');
-      const ids = gone.map((s) => s.id);
-      void this.actuator.broadcast('remove endpoints', (dp) => dp.client.removeEndpoints({ function: fn.spec.name, sandboxIds: ids, drain: false }));
-      this.actuator.reconcile(fn);
-    }
-    const now = Date.now();
+    this.actuator.forgetWorkerSandboxes(
+      worker,
+      this.functions.values(),
+      (s) => s.phase !== 'starting' && !running.has(s.id),
+      'worker no longer runs these sandboxes',
+    );
     for (const sb of sandboxes) {
       const fn = this.functions.get(sb.function);
       if (fn?.sandboxes.has(sb.sandboxId)) continue; // ours: known, or a create we are waiting for
-      if (!fn || fn.deleted || sb.state !== SandboxState.READY) {
-        worker.client.deleteSandbox({ sandboxId: sb.sandboxId }).catch((err: unknown) => {
-          this.log.warn({ worker: worker.id, sandbox: sb.sandboxId, err: fromRpcError(err, worker.id).message }, 'cannot delete a stray sandbox');
-        });
-        continue;
+      if (fn && !fn.deleted && sb.state === SandboxState.READY) {
+        await this.actuator.adopt(fn, worker, sb.sandboxId, sb.address, Number(sb.createdAtMs));
+      } else {
+        void this.actuator.deleteOnWorker(worker, sb.sandboxId);
       }
-      const record = {
-        id: sb.sandboxId,
-        workerId: worker.id,
-        address: sb.address,
-        phase: 'ready' as const,
-        createdAtMs: Number(sb.createdAtMs) || now,
-        readyAtMs: now,
-      };
-      fn.sandboxes.set(record.id, record);
-      fn.lastActiveMs = Math.max(fn.lastActiveMs, now);
-      fn.desired = Math.max(fn.desired, [...fn.sandboxes.values()].filter((s) => s.phase !== 'draining').length);
-      this.log.info({ function: fn.spec.name, sandbox: record.id, worker: worker.id }, 'adopted running sandbox');
-      await this.actuator.broadcast('add endpoint', (dp) =>
-        dp.client.addEndpoints({ function: fn.spec.name, endpoints: [this.actuator.endpointOf(fn.spec.name, record)] }),
-      );
     }
   }
 
@@ -276,8 +256,7 @@ export class ControlPlane implements AdminBackend {
   private tick(): void {
     const now = Date.now();
     for (const worker of this.membership.expireWorkers(now, this.config.workerHeartbeatTimeoutMs)) {
-      this.log.warn({ worker: worker.id }, 'worker lost: no heartbeat within the timeout');
-      this.actuator.workerLost(worker, this.functions.values());
+      this.actuator.forgetWorkerSandboxes(worker, this.functions.values(), () => true, 'worker lost: no heartbeat within the timeout');
     }
     for (const fn of this.functions.values()) {
       this.actuator.settle(fn, now);
@@ -403,7 +382,7 @@ export class ControlPlane implements AdminBackend {
     }));
   }
 
-  /** Whether the named worker and data plane counts are registered (used by `baton up` to wait). */
+  /** How many workers are ready and data planes registered (`baton up` waits for one of each). */
   membershipCounts(): { workers: number; dataPlanes: number } {
     return { workers: this.membership.readyWorkers().length, dataPlanes: this.membership.dataPlanes.size };
   }

@@ -14,7 +14,7 @@ import { Code, ConnectError, createClient, type Client, type ConnectRouter, type
 import { connectNodeAdapter, createConnectTransport } from '@connectrpc/connect-node';
 import type { DescService } from '@bufbuild/protobuf';
 import type { Registry } from 'prom-client';
-import { BatonError, ERROR_CODES, isErrorCode, type ErrorCode } from './errors.js';
+import { BatonError, isErrorCode, type ErrorCode } from './errors.js';
 import type { Logger } from './logging.js';
 import { DualListener } from './listener.js';
 
@@ -172,4 +172,3 @@ export function sendError(res: AnyResponse, err: BatonError, headers?: Record<st
   sendJson(res, err.status, err.toJSON(), headers);
 }
 
-export { ERROR_CODES };
