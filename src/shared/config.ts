@@ -9,7 +9,15 @@ import { resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { BatonError } from './errors.js';
-import { deepFreeze, describeIssue } from './spec.js';
+import { deepFreeze, describeIssue, LOAD_BALANCING_POLICIES } from './spec.js';
+
+/** Where new sandboxes go (reference/dirigent.md §4, with the request bug fixed). */
+export const PLACEMENT_POLICIES = ['random', 'round-robin', 'kubernetes', 'binpack'] as const;
+export type PlacementPolicyName = (typeof PLACEMENT_POLICIES)[number];
+
+/** Which sandboxes go first on a scale-down. */
+export const EVICTION_POLICIES = ['newest', 'oldest', 'random'] as const;
+export type EvictionPolicyName = (typeof EVICTION_POLICIES)[number];
 
 const port = z.number().int().min(0).max(65535);
 const ms = (min = 0) => z.number().int().min(min).max(86_400_000);
@@ -23,13 +31,18 @@ export const controlPlaneSchema = z
     dataDir: z.string().default('.baton'),
     token: z.string().min(1).optional(),
     store: z.object({ type: z.enum(['sqlite']).default('sqlite') }).strict().default({ type: 'sqlite' }),
-    placementPolicy: z.enum(['round-robin']).default('round-robin'),
+    /** `kubernetes` spreads by free capacity, as the Kubernetes scheduler does; Dirigent defaults to `random`. */
+    placementPolicy: z.enum(PLACEMENT_POLICIES).default('kubernetes'),
+    /** Newest first keeps the sandboxes that have run longest (warm caches, JIT). Dirigent evicts at random. */
+    evictionPolicy: z.enum(EVICTION_POLICIES).default('newest'),
+    /** Requests per sandbox the autoscaler aims at when containerConcurrency is 0 (Knative's container-concurrency-target-default). */
+    unlimitedConcurrencyTarget: z.number().int().min(1).max(100_000).default(100),
     /** Dirigent: heartbeats every 5 s, a worker silent for 3 × 5 s is lost. */
     workerHeartbeatIntervalMs: ms(10).default(5000),
     workerHeartbeatTimeoutMs: ms(10).default(15_000),
     /** Data planes report in-flight counts this often while a function is active (Dirigent: 2 s). */
     metricsIntervalMs: ms(10).default(2000),
-    /** How often the simple scaler re-evaluates every function. */
+    /** The autoscaler's tick: how often every function's scale is decided (Knative's tick-interval; Dirigent hard-codes 2 s). */
     scalingPeriodMs: ms(10).default(2000),
     sandboxCreateTimeoutMs: ms(100).default(60_000),
     /** Back-off after a failed sandbox start, doubling up to the max. */
@@ -61,7 +74,8 @@ export const dataPlaneSchema = z
     metricsIntervalMs: ms(10).default(2000),
     /** Keep-alive connections kept per sandbox. */
     upstreamConnections: z.number().int().min(1).default(128),
-    loadBalancingPolicy: z.enum(['round-robin']).default('round-robin'),
+    /** For functions that do not name one; `knative` is the activator's policy, as Dirigent's cluster configs use. */
+    loadBalancingPolicy: z.enum(LOAD_BALANCING_POLICIES).default('knative'),
     /** Re-registration period, which is also the data plane's heartbeat (Dirigent: 5 s). */
     heartbeatIntervalMs: ms(10).default(5000),
     /** How long stop() lets in-flight requests finish. */

@@ -22,6 +22,7 @@ export const ERROR_CODES = {
   QUEUE_TIMEOUT: { status: 504, summary: 'No sandbox became ready before the request timeout.' },
   REQUEST_TIMEOUT: { status: 504, summary: 'The sandbox did not answer before the request timeout.' },
   NO_WORKERS: { status: 503, summary: 'No worker is registered or alive to place a sandbox on.' },
+  NO_CAPACITY: { status: 503, summary: "No worker has room for the function's resources; describe shows what is free." },
   SANDBOX_START_FAILED: { status: 503, summary: "The function's sandboxes fail to start; describe shows why." },
   // Sandbox and upstream
   SANDBOX_CRASHED: { status: 502, summary: 'The sandbox closed the connection or died while serving the request.' },

@@ -15,6 +15,17 @@ import { BatonError } from './errors.js';
 export const RUNTIMES = ['process'] as const;
 export type RuntimeName = (typeof RUNTIMES)[number];
 
+/**
+ * The data plane's load-balancing policies (reference/dirigent.md §3, fixed):
+ * a function may name one; otherwise the data plane's default applies.
+ */
+export const LOAD_BALANCING_POLICIES = ['random', 'round-robin', 'least-inflight', 'power-of-two', 'knative'] as const;
+export type LoadBalancingPolicyName = (typeof LOAD_BALANCING_POLICIES)[number];
+
+export function isLoadBalancingPolicyName(name: string): name is LoadBalancingPolicyName {
+  return (LOAD_BALANCING_POLICIES as readonly string[]).includes(name);
+}
+
 export const SCALING_DEFAULTS = Object.freeze({
   minScale: 0,
   maxScale: 0,
@@ -77,6 +88,8 @@ export const functionSpecSchema = z
     resources: resourcesSchema.partial().default({}),
     scaling: scalingSchema.partial().default({}),
     timeoutMs: z.number().int().min(1).max(3_600_000).default(DEFAULT_TIMEOUT_MS),
+    /** The data planes' policy for this function; unset means each data plane's default. */
+    loadBalancing: z.enum(LOAD_BALANCING_POLICIES).optional(),
   })
   .strict();
 
@@ -93,6 +106,7 @@ export interface FunctionSpec {
   readonly resources: Readonly<{ cpuMillis: number; memoryMb: number }>;
   readonly scaling: Readonly<ScalingSettings>;
   readonly timeoutMs: number;
+  readonly loadBalancing?: LoadBalancingPolicyName | undefined;
 }
 
 /** Formats the first zod issue as "field: rule", the field as a dotted path. */
@@ -133,6 +147,7 @@ export function parseFunctionSpec(input: unknown): FunctionSpec {
     resources: { ...RESOURCE_DEFAULTS, ...v.resources },
     scaling: { ...SCALING_DEFAULTS, ...v.scaling },
     timeoutMs: v.timeoutMs,
+    ...(v.loadBalancing === undefined ? {} : { loadBalancing: v.loadBalancing }),
   };
   checkScaling(spec.scaling);
   return deepFreeze(spec);
@@ -161,6 +176,7 @@ export function toFunctionSpecMessage(spec: FunctionSpec, revision: bigint): Fun
     scaling: { ...spec.scaling },
     timeoutMs: spec.timeoutMs,
     revision,
+    loadBalancing: spec.loadBalancing ?? '',
   });
 }
 
@@ -192,6 +208,7 @@ export function fromFunctionSpecMessage(m: FunctionSpecMessage): FunctionSpec {
         }
       : { ...SCALING_DEFAULTS },
     timeoutMs: m.timeoutMs || DEFAULT_TIMEOUT_MS,
+    ...(isLoadBalancingPolicyName(m.loadBalancing) ? { loadBalancing: m.loadBalancing } : {}),
   });
 }
 
