@@ -46,7 +46,7 @@ const BACKOFF_INITIAL_MS = 100;
 const BACKOFF_MAX_MS = 5000;
 const RPC_TIMEOUT_MS = 5000;
 
-export type FunctionLoadInit = Pick<FunctionLoad, 'function' | 'inFlight' | 'queued'>;
+export type FunctionLoadInit = Pick<FunctionLoad, 'function' | 'inFlight' | 'queued' | 'averageConcurrency'>;
 
 export class ControlPlaneLink {
   private readonly client: Client<typeof ControlPlaneService>;
@@ -178,7 +178,10 @@ export class ControlPlaneLink {
     fn.urgentInFlight = true;
     fn.urgentPending = false;
     const queuedAtSend = fn.queued;
-    void this.report([{ function: fn.name, inFlight: fn.inFlight, queued: queuedAtSend }], true).then(() => {
+    // An urgent report is a snapshot between periodic ones: its average is
+    // the load now (the periodic report's samples are left alone).
+    const load: FunctionLoadInit = { function: fn.name, inFlight: fn.inFlight, queued: queuedAtSend, averageConcurrency: fn.inFlight + queuedAtSend };
+    void this.report([load], true).then(() => {
       fn.urgentInFlight = false;
       if (fn.urgentPending && !fn.removed && fn.queued > queuedAtSend) this.reportUrgent(fn);
       fn.urgentPending = false;

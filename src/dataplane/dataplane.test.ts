@@ -186,8 +186,12 @@ after(async () => {
   await new Promise((r) => upB.server.close(r));
 });
 
-async function addFunction(name: string, opts: { containerConcurrency?: number; timeoutMs?: number; revision?: bigint } = {}): Promise<void> {
-  await rpc.addFunction({
+async function addFunction(
+  name: string,
+  opts: { containerConcurrency?: number; timeoutMs?: number; revision?: bigint; loadBalancing?: string } = {},
+  client: Client<typeof DataPlaneService> = rpc,
+): Promise<void> {
+  await client.addFunction({
     function: create(FunctionSpecSchema, {
       name,
       runtime: 'process',
@@ -195,12 +199,13 @@ async function addFunction(name: string, opts: { containerConcurrency?: number; 
       scaling: { containerConcurrency: opts.containerConcurrency ?? 1 },
       timeoutMs: opts.timeoutMs ?? 5000,
       revision: opts.revision ?? 1n,
+      loadBalancing: opts.loadBalancing ?? '',
     }),
   });
 }
 
-async function addEndpoint(fn: string, sandboxId: string, address: string): Promise<void> {
-  await rpc.addEndpoints({ function: fn, endpoints: [{ sandboxId, function: fn, address, workerId: 'w1' }] });
+async function addEndpoint(fn: string, sandboxId: string, address: string, client: Client<typeof DataPlaneService> = rpc): Promise<void> {
+  await client.addEndpoints({ function: fn, endpoints: [{ sandboxId, function: fn, address, workerId: 'w1' }] });
 }
 
 interface Reply {
@@ -355,14 +360,31 @@ test('h2c clients work, by path prefix and by :authority', async () => {
 });
 
 test('AddEndpoints is idempotent by sandbox id, and requests round-robin over endpoints', async () => {
-  await addFunction('rr', { containerConcurrency: 0 });
+  await addFunction('rr', { containerConcurrency: 0, loadBalancing: 'round-robin' });
   await addEndpoint('rr', 'sb-rr-a', upA.address);
   await addEndpoint('rr', 'sb-rr-a', upA.address);
   await addEndpoint('rr', 'sb-rr-b', upB.address);
-  await addFunction('rr', { containerConcurrency: 0 }); // the re-sync after a registration
+  await addFunction('rr', { containerConcurrency: 0, loadBalancing: 'round-robin' }); // the re-sync after a registration
   const seen: string[] = [];
   for (let i = 0; i < 6; i++) seen.push(String((await invoke('/fn/rr/')).headers['x-baton-sandbox']));
   assert.deepEqual(seen, ['sb-rr-a', 'sb-rr-b', 'sb-rr-a', 'sb-rr-b', 'sb-rr-a', 'sb-rr-b']);
+});
+
+test('a function uses its own load-balancing policy, and a new revision can switch it', async () => {
+  // The data plane default is knative: with containerConcurrency 1 it packs the first free endpoint.
+  await addFunction('lb', { containerConcurrency: 1 });
+  await addEndpoint('lb', 'sb-lb-a', upA.address);
+  await addEndpoint('lb', 'sb-lb-b', upB.address);
+  const sequential = async (): Promise<string[]> => {
+    const seen: string[] = [];
+    for (let i = 0; i < 4; i++) seen.push(String((await invoke('/fn/lb/')).headers['x-baton-sandbox']));
+    return seen;
+  };
+  assert.deepEqual(await sequential(), ['sb-lb-a', 'sb-lb-a', 'sb-lb-a', 'sb-lb-a']);
+  await addFunction('lb', { containerConcurrency: 1, loadBalancing: 'round-robin', revision: 2n });
+  assert.deepEqual(await sequential(), ['sb-lb-a', 'sb-lb-b', 'sb-lb-a', 'sb-lb-b']);
+  await addFunction('lb', { containerConcurrency: 1, revision: 3n });
+  assert.deepEqual(await sequential(), ['sb-lb-a', 'sb-lb-a', 'sb-lb-a', 'sb-lb-a'], 'back to the default');
 });
 
 test('a request queued with no sandbox is reported urgently and released when AddEndpoints arrives', async () => {
@@ -375,6 +397,7 @@ test('a request queued with no sandbox is reported urgently and released when Ad
   assert.ok(urgent.at - queuedAt < 100, `urgent report after ${urgent.at - queuedAt} ms`);
   assert.equal(urgent.load.queued, 1);
   assert.equal(urgent.load.inFlight, 0);
+  assert.equal(urgent.load.averageConcurrency, 1, 'an urgent report carries the load now');
   await sleep(60);
   await addEndpoint('cold', 'sb-cold-1', upA.address);
   const r = await pending;
@@ -406,6 +429,53 @@ test('periodic reports carry in-flight counts while requests run', async () => {
   const during = reportsFor('busy', since).filter((r) => !r.urgent);
   assert.ok(during.some((r) => r.load.inFlight === 2), `reports: ${JSON.stringify(during.map((r) => r.load.inFlight))}`);
   await Promise.all(calls);
+});
+
+test('a request between two reports is reported as average concurrency, then a true zero follows', async () => {
+  // A data plane of its own with reports 400 ms apart, so a 100 ms request
+  // fits between two of them.
+  const config = compileConfig(dataPlaneSchema, {
+    port: 0,
+    rpcPort: 0,
+    controlPlaneUrl: `http://127.0.0.1:${cp.listener?.port}`,
+    token: TOKEN,
+    metricsIntervalMs: 400,
+    logLevel: 'silent',
+  });
+  const other = await DataPlane.create(config, { log: silentLogger() });
+  try {
+    const c = createRpcClient(DataPlaneService, { baseUrl: `http://${other.rpcAddress}`, token: TOKEN });
+    await addFunction('avg', { containerConcurrency: 0 }, c);
+    await addEndpoint('avg', 'sb-avg-1', upA.address, c);
+    const call = async (path: string): Promise<void> => {
+      const r = await request(`http://${other.proxyAddress}${path}`, { dispatcher: agent });
+      assert.equal(r.statusCode, 200);
+      await r.body.text();
+    };
+    // Line up with the report clock: after a report, the next is 400 ms away.
+    await call('/fn/avg/echo');
+    for (let i = 0; i < 200 && reportsFor('avg').length === 0; i++) await sleep(5);
+    assert.ok(reportsFor('avg').length > 0, 'the first request was reported');
+    const since = performance.now();
+    await call('/fn/avg/sleep?ms=100');
+    const finishedAt = performance.now();
+    for (let i = 0; i < 200 && !reportsFor('avg', since).some((r) => r.load.averageConcurrency === 0); i++) await sleep(10);
+    const reports = reportsFor('avg', since).map((r) => ({ ...r.load, at: r.at }));
+    const detail = JSON.stringify(reports.map(({ inFlight, queued, averageConcurrency }) => ({ inFlight, queued, averageConcurrency })));
+    assert.ok(reports.length >= 2, `reports: ${detail}`);
+    const [during, final] = reports as [(typeof reports)[number], (typeof reports)[number]];
+    assert.ok(during.at > finishedAt, `the request finished before the next report: ${detail}`);
+    assert.equal(during.inFlight, 0);
+    assert.equal(during.queued, 0);
+    // ~100 ms of one request over ~400 ms: about 0.25.
+    assert.ok(during.averageConcurrency > 0.1 && during.averageConcurrency < 0.5, `averageConcurrency ${during.averageConcurrency}`);
+    assert.deepEqual([final.inFlight, final.queued, final.averageConcurrency], [0, 0, 0], 'then a true zero');
+    // …after which reports for it stop.
+    await sleep(500);
+    assert.equal(reportsFor('avg', since).length, 2, `reports: ${detail}`);
+  } finally {
+    await other.stop(500);
+  }
 });
 
 test('a queued request times out with 504 QUEUE_TIMEOUT', async () => {

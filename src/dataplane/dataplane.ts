@@ -11,7 +11,11 @@
 // with its upstream connections per sandbox), the two listeners, the link to
 // the control plane, and one housekeeping timer that advances the coarse
 // clock, times out upstream exchanges and queued requests, closes idle
-// connections and sends the periodic in-flight report. Sandbox state is never
+// connections and sends the periodic in-flight report. Each tick also samples
+// every active function's inFlight + queued, so the report carries the
+// average concurrency since the previous one (FunctionLoad.averageConcurrency)
+// and a request that starts and ends between two reports still counts,
+// without any work per request. Sandbox state is never
 // persisted here: a restarted data plane registers and the control plane
 // pushes everything again (DESIGN.md principles 1 and 3).
 import { randomInt } from 'node:crypto';
@@ -36,11 +40,10 @@ import { componentId } from '../shared/ids.js';
 import { DualListener } from '../shared/listener.js';
 import { createLogger, type Logger } from '../shared/logging.js';
 import { startRpcServer } from '../shared/rpc.js';
-import { fromFunctionSpecMessage } from '../shared/spec.js';
+import { fromFunctionSpecMessage, type LoadBalancingPolicyName } from '../shared/spec.js';
 import { CLOCK_TICK_MS, tickClock } from './clock.js';
 import { ControlPlaneLink, type FunctionLoadInit } from './control-plane-link.js';
 import { EndpointState, FunctionState } from './function-table.js';
-import { createLoadBalancingPolicy } from './loadbalancing/index.js';
 import { DataPlaneMetrics } from './metrics.js';
 import { Proxy } from './proxy.js';
 import type { ProxyHost } from './request.js';
@@ -75,7 +78,8 @@ export class DataPlane {
   /** Every endpoint whose pool is open, routable or draining. */
   private readonly openEndpoints = new Set<EndpointState>();
   private readonly proxy: Proxy;
-  private readonly lbPolicy: string;
+  /** The policy of functions whose spec names none. */
+  private readonly lbPolicy: LoadBalancingPolicyName;
   private readonly heartbeatIntervalMs: number;
   private proxyListener: DualListener | null = null;
   private readonly tracker: UpstreamTracker;
@@ -96,7 +100,6 @@ export class DataPlane {
   ) {
     this.id = id;
     this.lbPolicy = config.loadBalancingPolicy;
-    createLoadBalancingPolicy(this.lbPolicy); // fail early on an unknown name
     this.heartbeatIntervalMs = config.heartbeatIntervalMs;
     this.metricsIntervalMs = config.metricsIntervalMs;
     this.tracker = new UpstreamTracker(log);
@@ -280,18 +283,24 @@ export class DataPlane {
     const revision = req.function.revision;
     const fn = this.functions.get(spec.name);
     if (fn) {
-      if (revision === fn.revision && fn.spec.timeoutMs === spec.timeoutMs && fn.concurrency === spec.scaling.containerConcurrency) {
+      if (
+        revision === fn.revision &&
+        fn.spec.timeoutMs === spec.timeoutMs &&
+        fn.concurrency === spec.scaling.containerConcurrency &&
+        fn.spec.loadBalancing === spec.loadBalancing
+      ) {
         return; // the re-sync after a registration: nothing changed
       }
       if (!fn.update(spec, revision)) {
         this.log.debug({ function: spec.name, revision, held: fn.revision }, 'ignored a stale function revision');
         return;
       }
-      this.log.info({ function: spec.name, revision, containerConcurrency: fn.concurrency }, 'function updated');
+      this.log.info({ function: spec.name, revision, containerConcurrency: fn.concurrency, loadBalancing: fn.policy.name }, 'function updated');
       return;
     }
-    this.functions.set(spec.name, new FunctionState(spec, revision, createLoadBalancingPolicy(this.lbPolicy)));
-    this.log.info({ function: spec.name, revision, containerConcurrency: spec.scaling.containerConcurrency }, 'function added');
+    const added = new FunctionState(spec, revision, this.lbPolicy);
+    this.functions.set(spec.name, added);
+    this.log.info({ function: spec.name, revision, containerConcurrency: spec.scaling.containerConcurrency, loadBalancing: added.policy.name }, 'function added');
   }
 
   private removeFunction(req: RemoveFunctionRequest): void {
@@ -404,8 +413,8 @@ export class DataPlane {
 
   /**
    * The one periodic timer: advance the coarse clock, time out upstream
-   * exchanges and queued requests, close idle connections, and send the
-   * in-flight report when due.
+   * exchanges and queued requests, close idle connections, sample each
+   * active function's concurrency, and send the in-flight report when due.
    */
   private housekeep(): void {
     const now = tickClock();
@@ -418,14 +427,24 @@ export class DataPlane {
     if (this.active.size === 0) return;
     for (const fn of this.active) {
       if (fn.queued > 0) this.proxy.expireQueued(fn, now);
+      // Ticks are evenly spaced (give or take timer lag), so an unweighted
+      // mean of the samples approximates the time average; a request shorter
+      // than a tick is caught with probability duration/tick, which is the
+      // same in expectation.
+      fn.concurrencySampleSum += fn.inFlight + fn.queued;
+      fn.concurrencySamples++;
     }
     if (now - this.lastReportAt < this.metricsIntervalMs - 1 || this.reportInFlight) return;
     this.lastReportAt = now;
     const loads: FunctionLoadInit[] = [];
     for (const fn of this.active) {
-      loads.push({ function: fn.name, inFlight: fn.inFlight, queued: fn.queued });
-      if (fn.inFlight === 0 && fn.queued === 0) {
-        // This report carries the final zero; stop reporting until the next request.
+      const averageConcurrency = fn.concurrencySamples > 0 ? fn.concurrencySampleSum / fn.concurrencySamples : fn.inFlight + fn.queued;
+      fn.concurrencySampleSum = 0;
+      fn.concurrencySamples = 0;
+      loads.push({ function: fn.name, inFlight: fn.inFlight, queued: fn.queued, averageConcurrency });
+      if (fn.inFlight === 0 && fn.queued === 0 && averageConcurrency === 0) {
+        // This report carries the final zero (nothing in flight, queued, or
+        // seen since the last report); stop reporting until the next request.
         fn.reportActive = false;
         this.active.delete(fn);
       }

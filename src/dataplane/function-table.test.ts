@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { ColdStartQueue } from './cold-start-queue.js';
 import { EndpointState, FunctionState, type Waiter } from './function-table.js';
-import { RoundRobinBalancer } from './loadbalancing/round-robin.js';
 import { EndpointUpstream, UpstreamTracker } from './upstream.js';
 import { parseFunctionSpec } from '../shared/spec.js';
 
@@ -21,7 +20,7 @@ function endpoint(id: string): EndpointState {
 
 function fnState(containerConcurrency: number): FunctionState {
   const spec = parseFunctionSpec({ name: 'f', command: ['x'], scaling: { containerConcurrency } });
-  return new FunctionState(spec, 1n, new RoundRobinBalancer());
+  return new FunctionState(spec, 1n, 'round-robin');
 }
 
 class TestWaiter implements Waiter {
@@ -152,4 +151,41 @@ test('expiry takes the waiters whose deadline passed, oldest first', () => {
   assert.equal(fn.takeExpired(5), null);
   assert.deepEqual(fn.takeExpired(20)?.map((w) => (w as TestWaiter).name), ['w0', 'w1']);
   assert.equal(fn.queued, 1);
+});
+
+test('policy: the spec names it, else the default applies; an update that changes it takes effect', () => {
+  const spec = (loadBalancing?: string) =>
+    parseFunctionSpec({ name: 'f', command: ['x'], scaling: { containerConcurrency: 1 }, ...(loadBalancing ? { loadBalancing } : {}) });
+  const fn = new FunctionState(spec(), 1n, 'round-robin');
+  assert.equal(fn.policy.name, 'round-robin', 'the data plane default');
+  assert.equal(new FunctionState(spec('least-inflight'), 1n, 'round-robin').policy.name, 'least-inflight');
+  const e1 = endpoint('e1');
+  const e2 = endpoint('e2');
+  fn.addEndpoint(e1);
+  fn.addEndpoint(e2);
+  const sequential = (): string[] =>
+    [0, 1, 2, 3].map(() => {
+      const ep = fn.acquire();
+      assert.ok(ep);
+      fn.release(ep);
+      return ep.sandboxId;
+    });
+  assert.deepEqual(sequential(), ['e1', 'e2', 'e1', 'e2']);
+
+  // knative with containerConcurrency 1 packs the first free endpoint.
+  assert.equal(fn.update(spec('knative'), 2n), true);
+  assert.equal(fn.policy.name, 'knative');
+  assert.deepEqual(sequential(), ['e1', 'e1', 'e1', 'e1']);
+
+  // A stale revision changes nothing; the same name keeps the instance (and its cursor).
+  const knative = fn.policy;
+  assert.equal(fn.update(spec('round-robin'), 1n), false);
+  assert.equal(fn.policy, knative);
+  assert.equal(fn.update(spec('knative'), 3n), true);
+  assert.equal(fn.policy, knative);
+
+  // Dropping the field goes back to the default.
+  assert.equal(fn.update(spec(), 4n), true);
+  assert.equal(fn.policy.name, 'round-robin');
+  assert.deepEqual(sequential(), ['e1', 'e2', 'e1', 'e2']);
 });

@@ -1,6 +1,7 @@
 // Per-function routing state: the function's spec, its routable endpoints
-// with their concurrency tokens, the load-balancing cursor, the cold-start
-// queue and the counters the data plane reports.
+// with their concurrency tokens, its load-balancing policy (the spec's
+// `loadBalancing`, else the data plane's default), the cold-start queue and
+// the counters the data plane reports.
 //
 // Tokens are counts, not objects: an endpoint has a free token while its
 // inFlight is below the function's containerConcurrency (0 = unlimited), so
@@ -12,9 +13,9 @@
 //
 // This module does no I/O: it only counts and calls Waiter.grant(). The
 // proxy owns the requests and the upstream pools.
-import type { FunctionSpec } from '../shared/spec.js';
+import type { FunctionSpec, LoadBalancingPolicyName } from '../shared/spec.js';
 import { ColdStartQueue, type QueueLinks } from './cold-start-queue.js';
-import type { LoadBalancingPolicy } from './loadbalancing/index.js';
+import { createLoadBalancingPolicy, type LoadBalancingPolicy } from './loadbalancing/index.js';
 import type { EndpointUpstream } from './upstream.js';
 
 /** A request waiting for a token. */
@@ -65,6 +66,8 @@ export class FunctionState {
   /** containerConcurrency: tokens per endpoint, 0 = unlimited. */
   concurrency: number;
   timeoutMs: number;
+  /** Picks an endpoint per request; replaced only when the policy's name changes. */
+  policy: LoadBalancingPolicy;
   /** Routable endpoints, in the order they were added. */
   readonly endpoints: EndpointState[] = [];
   private readonly bySandbox = new Map<string, EndpointState>();
@@ -79,6 +82,13 @@ export class FunctionState {
   reportActive = false;
   urgentInFlight = false;
   urgentPending = false;
+  /**
+   * inFlight + queued summed over the housekeeping ticks since the last
+   * periodic report, and the number of ticks: the report carries their
+   * quotient, so load between two reports is not lost.
+   */
+  concurrencySampleSum = 0;
+  concurrencySamples = 0;
 
   /** Responses by status class (index 2 = 2xx, …), read by the metrics at scrape time. */
   readonly responses: number[] = new Array<number>(STATUS_CLASSES).fill(0);
@@ -86,12 +96,14 @@ export class FunctionState {
   constructor(
     spec: FunctionSpec,
     revision: bigint,
-    readonly policy: LoadBalancingPolicy,
+    /** The data plane's policy for functions whose spec names none. */
+    readonly defaultPolicy: LoadBalancingPolicyName,
   ) {
     this.spec = spec;
     this.revision = revision;
     this.concurrency = spec.scaling.containerConcurrency;
     this.timeoutMs = spec.timeoutMs;
+    this.policy = createLoadBalancingPolicy(spec.loadBalancing ?? defaultPolicy);
   }
 
   get name(): string {
@@ -105,6 +117,8 @@ export class FunctionState {
   /**
    * Applies a newer spec. Returns false for a stale revision (older than the
    * one held). A raised concurrency frees tokens, so waiters may be granted.
+   * A new policy name swaps the policy; the same name keeps the instance and
+   * its cursor.
    */
   update(spec: FunctionSpec, revision: bigint): boolean {
     if (revision < this.revision) return false;
@@ -112,6 +126,8 @@ export class FunctionState {
     this.revision = revision;
     this.concurrency = spec.scaling.containerConcurrency;
     this.timeoutMs = spec.timeoutMs;
+    const policyName = spec.loadBalancing ?? this.defaultPolicy;
+    if (policyName !== this.policy.name) this.policy = createLoadBalancingPolicy(policyName);
     this.pump();
     return true;
   }

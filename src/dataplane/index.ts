@@ -3,4 +3,4 @@
 // ready, enforces per-sandbox concurrency, and reports load to the control
 // plane. Its peers reach it only through proto/baton/v1/dataplane.proto.
 export { DataPlane, type DataPlaneOptions, type DataPlaneState } from './dataplane.js';
-export { LOAD_BALANCING_POLICIES, createLoadBalancingPolicy, type LoadBalancingPolicy } from './loadbalancing/index.js';
+export { LOAD_BALANCERS, createLoadBalancingPolicy, type LoadBalancingPolicy } from './loadbalancing/index.js';

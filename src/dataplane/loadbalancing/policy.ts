@@ -2,9 +2,11 @@
 // policy is a small pure module: it sees the function's routable endpoints
 // with their in-flight counts and the concurrency limit, and picks one that
 // has a free token. Adding a policy means a file here and an entry in
-// loadbalancing/index.ts.
+// loadbalancing/index.ts (whose registry is typed by the names in
+// shared/spec.ts, so a missing one does not compile).
 //
 // The policy runs on the hot path, once per request: it must not allocate.
+import type { LoadBalancingPolicyName } from '../../shared/spec.js';
 
 /** What a policy may look at: an endpoint's requests in flight. */
 export interface BalancedEndpoint {
@@ -12,7 +14,7 @@ export interface BalancedEndpoint {
 }
 
 export interface LoadBalancingPolicy {
-  readonly name: string;
+  readonly name: LoadBalancingPolicyName;
   /**
    * Returns the index of an endpoint with a free token (inFlight below
    * `limit`; a limit of 0 means unlimited), or -1 when every token is taken
@@ -20,3 +22,5 @@ export interface LoadBalancingPolicy {
    */
   pick(endpoints: readonly BalancedEndpoint[], limit: number): number;
 }
+
+export { randomIndex, type RandomSource } from '../../shared/random.js';
