@@ -101,6 +101,7 @@ export function buildProgram(): Command {
     .option('--host <host>', 'address to bind and advertise (default 127.0.0.1)')
     .option('--api-port <port>', 'admin API and control-plane RPC port (default 9090)', int)
     .option('--dataplane-port <port>', 'invocation port, HTTP/1.1 and h2c (default 8080)', int)
+    .option('--workers <n>', 'workers to run, each a node with its share of the machine (default 1)', int)
     .option('--data-dir <dir>', 'where the store and sandbox logs live (default .baton)')
     .addOption(new Option('--log-level <level>', 'log level (default warn)').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
     .option('--demo', 'deploy the demo function "hello"')
@@ -111,7 +112,15 @@ export function buildProgram(): Command {
         {
           logLevel: 'warn',
           ...fileConfig(o.config as string | undefined),
-          ...defined({ host: o.host, apiPort: o.apiPort, dataplanePort: o.dataplanePort, dataDir: o.dataDir, logLevel: o.logLevel, token: g.token }),
+          ...defined({
+            host: o.host,
+            apiPort: o.apiPort,
+            dataplanePort: o.dataplanePort,
+            workers: o.workers,
+            dataDir: o.dataDir,
+            logLevel: o.logLevel,
+            token: g.token,
+          }),
         },
         (o.config as string | undefined) ?? 'flags',
       );

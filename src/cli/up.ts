@@ -1,8 +1,9 @@
 // `baton up`: a whole single-machine cluster in one process: a control plane
-// with the embedded SQLite store, a data plane and a worker with the process
-// runtime. They still talk only through their RPC services, over loopback,
+// with the embedded SQLite store, a data plane and one or more workers with
+// the process runtime. They still talk only through their RPC services, over loopback,
 // exactly as they would across machines. With --demo it deploys the demo
 // function. SIGINT or SIGTERM stops everything; no sandbox outlives it.
+import { availableParallelism, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { ControlPlane } from '../controlplane/index.js';
 import { DataPlane } from '../dataplane/index.js';
@@ -25,10 +26,24 @@ export function demoSpec(): Record<string, unknown> {
 export interface RunningCluster {
   controlPlane: ControlPlane;
   dataPlane: DataPlane;
+  /** The first worker. */
   worker: Worker;
+  workers: Worker[];
   apiUrl: string;
   dataPlaneUrl: string;
   stop(): Promise<void>;
+}
+
+/**
+ * Several workers on one machine split it between them, so that placement
+ * does not count the machine twice; a configured capacity wins.
+ */
+function shareOfMachine(workers: number): { cpuMillis?: number; memoryMb?: number } {
+  if (workers === 1) return {};
+  return {
+    cpuMillis: Math.max(1, Math.floor((availableParallelism() * 1000) / workers)),
+    memoryMb: Math.max(1, Math.floor(totalmem() / 1024 / 1024 / workers)),
+  };
 }
 
 /** Starts the three components and waits until the worker and data plane have registered. */
@@ -62,28 +77,34 @@ export async function startCluster(cfg: UpConfig): Promise<RunningCluster> {
     });
     const dataPlane = await DataPlane.create(dpConfig, { log: createLogger('dataplane', { level: dpConfig.logLevel }) });
     stops.push(() => dataPlane.stop());
-    const workerConfig = compileConfig(workerSchema, {
-      logLevel,
-      rpcPort: 0,
-      ...cfg.worker,
-      host: cfg.host,
-      controlPlaneUrl: controlPlane.url,
-      token,
-      dataDir: cfg.dataDir,
-    });
-    const worker = await Worker.create(workerConfig, { log: createLogger('worker', { level: workerConfig.logLevel }) });
-    stops.push(() => worker.stop());
+    const workers: Worker[] = [];
+    for (let i = 0; i < cfg.workers; i++) {
+      const workerConfig = compileConfig(workerSchema, {
+        logLevel,
+        rpcPort: 0,
+        ...shareOfMachine(cfg.workers),
+        ...cfg.worker,
+        host: cfg.host,
+        controlPlaneUrl: controlPlane.url,
+        token,
+        dataDir: cfg.dataDir,
+      });
+      const worker = await Worker.create(workerConfig, { log: createLogger('worker', { level: workerConfig.logLevel }) });
+      workers.push(worker);
+      stops.push(() => worker.stop());
+    }
     const deadline = Date.now() + 15_000;
     for (;;) {
       const m = controlPlane.membershipCounts();
-      if (m.workers >= 1 && m.dataPlanes >= 1) break;
-      if (Date.now() > deadline) throw new BatonError('UNAVAILABLE', 'the worker or the data plane did not register within 15 s');
+      if (m.workers >= cfg.workers && m.dataPlanes >= 1) break;
+      if (Date.now() > deadline) throw new BatonError('UNAVAILABLE', 'the workers or the data plane did not register within 15 s');
       await new Promise((r) => setTimeout(r, 10));
     }
     return {
       controlPlane,
       dataPlane,
-      worker,
+      worker: workers[0] as Worker,
+      workers,
       apiUrl: controlPlane.url,
       dataPlaneUrl: `http://${joinHostPort(cfg.host, dataPlane.proxyPort)}`,
       stop: stopAll,

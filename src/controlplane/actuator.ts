@@ -6,9 +6,18 @@
 // decisions, as in Dirigent's ScalingControllerLoop, which drains its channel
 // to the newest value.
 //
+// Placement reserves each sandbox's resources on its worker until the
+// sandbox is gone; a worker without room is never chosen. When nothing fits
+// (or no worker is up) the function records why (describe shows it) and
+// retries on every scaling tick, as capacity may free at any moment.
+//
 // A failed create backs off exponentially (no hot loop on a command that does
-// not exist), records why on the function (describe shows it) and fails the
-// requests queued for it on every data plane with that code.
+// not exist) and records why. In both cases the requests queued for the
+// function fail with that code on every data plane, when nothing is left
+// that could serve them.
+//
+// Scale-down picks victims by the eviction policy and drains them on every
+// data plane (their in-flight requests finish) before deleting them.
 import { create } from '@bufbuild/protobuf';
 import { EndpointSchema } from '../gen/baton/v1/common_pb.js';
 import type { ControlPlaneConfig } from '../shared/config.js';
@@ -19,16 +28,28 @@ import { fromRpcError } from '../shared/rpc.js';
 import { toFunctionSpecMessage } from '../shared/spec.js';
 import type { FunctionState, SandboxRecord } from './function-state.js';
 import type { DataPlaneMember, Membership, WorkerMember } from './membership.js';
-import type { PlacementPolicy } from './placement/index.js';
+import { explainNoFit, type PlacementCandidate, type PlacementPolicy } from './placement/index.js';
 import type { ControlPlaneMetrics } from './metrics.js';
+import type { EvictionPolicy } from './scaling/eviction.js';
+
+interface Reservation {
+  cpuMillis: number;
+  memoryMb: number;
+}
+
+/** Conditions that placement sets and clears; a create retries them on every tick, without back-off. */
+const PLACEMENT_CONDITIONS: ReadonlySet<ErrorCode> = new Set(['NO_WORKERS', 'NO_CAPACITY']);
 
 export class Actuator {
   private stopped = false;
+  /** Resources reserved by sandboxes (starting, ready or draining), by worker id. */
+  private readonly reserved = new Map<string, Reservation>();
 
   constructor(
     private readonly config: ControlPlaneConfig,
     private readonly membership: Membership,
     private readonly placement: PlacementPolicy,
+    private readonly evict: EvictionPolicy,
     private readonly metrics: ControlPlaneMetrics,
     private readonly log: Logger,
   ) {}
@@ -44,21 +65,106 @@ export class Actuator {
     const active: SandboxRecord[] = [];
     for (const s of fn.sandboxes.values()) if (s.phase !== 'draining') active.push(s);
     const gap = fn.desired - active.length;
+    if (gap <= 0 && fn.condition && PLACEMENT_CONDITIONS.has(fn.condition.code)) fn.condition = undefined;
     if (gap > 0) {
       const waitMs = fn.backoffUntilMs - Date.now();
       if (waitMs > 0) {
         this.retryLater(fn, waitMs);
         return;
       }
-      for (let i = 0; i < gap; i++) void this.createSandbox(fn);
+      for (let i = 0; i < gap; i++) {
+        const placed = this.place(fn);
+        if (!placed) break;
+        void this.startSandbox(fn, placed.worker, placed.record);
+      }
     } else if (gap < 0) {
-      // Newest ready sandboxes go first; starting ones are reconsidered when ready.
-      const victims = active
-        .filter((s) => s.phase === 'ready')
-        .sort((a, b) => b.createdAtMs - a.createdAtMs)
-        .slice(0, -gap);
-      for (const v of victims) void this.drainAndDelete(fn, v);
+      // Sandboxes still starting are reconsidered once ready.
+      const ready = active.filter((s) => s.phase === 'ready');
+      for (const v of this.evict(ready, -gap)) void this.drainAndDelete(fn, v);
     }
+  }
+
+  /** Resources reserved on a worker by the sandboxes placed there. */
+  reservedOn(workerId: string): Readonly<Reservation> {
+    return this.reserved.get(workerId) ?? { cpuMillis: 0, memoryMb: 0 };
+  }
+
+  private track(fn: FunctionState, record: SandboxRecord): void {
+    fn.sandboxes.set(record.id, record);
+    const r = this.reserved.get(record.workerId) ?? { cpuMillis: 0, memoryMb: 0 };
+    r.cpuMillis += record.resources.cpuMillis;
+    r.memoryMb += record.resources.memoryMb;
+    this.reserved.set(record.workerId, r);
+  }
+
+  private untrack(fn: FunctionState, record: SandboxRecord): void {
+    if (fn.sandboxes.get(record.id) !== record) return;
+    fn.sandboxes.delete(record.id);
+    const r = this.reserved.get(record.workerId);
+    if (!r) return;
+    r.cpuMillis -= record.resources.cpuMillis;
+    r.memoryMb -= record.resources.memoryMb;
+    if (r.cpuMillis <= 0 && r.memoryMb <= 0) this.reserved.delete(record.workerId);
+  }
+
+  /**
+   * Chooses a worker for one more sandbox and reserves its resources there,
+   * or records why none can take it. Synchronous, so parallel creates see
+   * each other's reservations.
+   */
+  private place(fn: FunctionState): { worker: WorkerMember; record: SandboxRecord } | undefined {
+    const spec = fn.spec;
+    const workers = this.membership.readyWorkers().filter((w) => w.runtimes.length === 0 || w.runtimes.includes(spec.runtime));
+    const candidates: PlacementCandidate[] = workers.map((w) => ({ id: w.id, capacity: w.capacity, reserved: this.reservedOn(w.id) }));
+    const request = { function: spec.name, cpuMillis: spec.resources.cpuMillis, memoryMb: spec.resources.memoryMb };
+    const worker = workers[this.placement.place(candidates, request)];
+    if (!worker) {
+      if (workers.length === 0) this.placementFailed(fn, 'NO_WORKERS', `no ready worker runs the ${spec.runtime} runtime`);
+      else this.placementFailed(fn, 'NO_CAPACITY', explainNoFit(candidates, request));
+      return undefined;
+    }
+    const record: SandboxRecord = {
+      id: sandboxId(spec.name),
+      workerId: worker.id,
+      address: '',
+      phase: 'starting',
+      createdAtMs: Date.now(),
+      readyAtMs: undefined,
+      resources: { ...spec.resources },
+    };
+    this.track(fn, record);
+    return { worker, record };
+  }
+
+  /**
+   * Nothing can take a sandbox of the function right now. Capacity frees and
+   * workers join at any moment, so there is no back-off: the next scaling
+   * tick tries again.
+   */
+  private placementFailed(fn: FunctionState, code: ErrorCode, message: string): void {
+    const changed = fn.condition?.code !== code || fn.condition.message !== message;
+    if (!changed) return;
+    fn.condition = { code, message, sinceMs: Date.now() };
+    this.log.warn({ function: fn.spec.name, code, err: message }, 'cannot place a sandbox');
+    if (this.nothingToWaitFor(fn)) void this.rejectQueued(fn);
+  }
+
+  /** No sandbox of the function is ready or starting: queued requests would wait for nothing. */
+  nothingToWaitFor(fn: FunctionState): boolean {
+    for (const s of fn.sandboxes.values()) if (s.phase !== 'draining') return false;
+    return true;
+  }
+
+  /**
+   * Whether requests that queue now should fail at once with the function's
+   * condition rather than wait: nothing is running or starting, and the next
+   * start is blocked (no room, no worker, or a start failure's back-off). A
+   * crash is different: its replacement starts at once.
+   */
+  shouldFailQueued(fn: FunctionState, nowMs: number): boolean {
+    const c = fn.condition;
+    if (!c || c.code === 'SANDBOX_CRASHED' || !this.nothingToWaitFor(fn)) return false;
+    return PLACEMENT_CONDITIONS.has(c.code) || nowMs < fn.backoffUntilMs;
   }
 
   private retryLater(fn: FunctionState, delayMs: number): void {
@@ -70,33 +176,8 @@ export class Actuator {
     fn.retryTimer.unref();
   }
 
-  private async createSandbox(fn: FunctionState): Promise<void> {
+  private async startSandbox(fn: FunctionState, worker: WorkerMember, record: SandboxRecord): Promise<void> {
     const spec = fn.spec;
-    const workers = this.membership.readyWorkers().filter((w) => w.runtimes.length === 0 || w.runtimes.includes(spec.runtime));
-    const candidates = workers.map((w) => ({
-      id: w.id,
-      capacity: w.capacity,
-      reserved: { cpuMillis: 0, memoryMb: 0 },
-    }));
-    const index = this.placement.place(candidates, {
-      function: spec.name,
-      cpuMillis: spec.resources.cpuMillis,
-      memoryMb: spec.resources.memoryMb,
-    });
-    const worker = workers[index];
-    if (!worker) {
-      this.recordFailure(fn, 'NO_WORKERS', `no ready worker runs the ${spec.runtime} runtime`);
-      return;
-    }
-    const record: SandboxRecord = {
-      id: sandboxId(spec.name),
-      workerId: worker.id,
-      address: '',
-      phase: 'starting',
-      createdAtMs: Date.now(),
-      readyAtMs: undefined,
-    };
-    fn.sandboxes.set(record.id, record);
     const started = performance.now();
     let address: string;
     try {
@@ -107,7 +188,7 @@ export class Actuator {
       address = res.sandbox?.address ?? '';
       if (!address) throw new Error('worker returned a sandbox without an address');
     } catch (err) {
-      fn.sandboxes.delete(record.id);
+      this.untrack(fn, record);
       const e = fromRpcError(err, `worker ${worker.id}`);
       // A create lost on the wire may still have started the sandbox: delete it (idempotent) so it cannot leak.
       if (e.code === 'PEER_UNAVAILABLE') void this.deleteOnWorker(worker, record.id);
@@ -119,7 +200,7 @@ export class Actuator {
     if (fn.deleted || fn.sandboxes.get(record.id) !== record) {
       // The function was deleted, or the sandbox's worker was lost, while it started.
       await this.deleteOnWorker(worker, record.id);
-      if (fn.sandboxes.get(record.id) === record) fn.sandboxes.delete(record.id);
+      this.untrack(fn, record);
       return;
     }
     record.address = address;
@@ -152,7 +233,9 @@ export class Actuator {
   async drainAndDelete(fn: FunctionState, record: SandboxRecord): Promise<void> {
     if (record.phase === 'draining') return;
     record.phase = 'draining';
-    const drainTimeoutMs = this.config.drainTimeoutMs;
+    // A request cannot outlive the function's timeout (the data plane ends it
+    // there), so waiting that long lets every in-flight request finish.
+    const drainTimeoutMs = Math.max(this.config.drainTimeoutMs, fn.spec.timeoutMs);
     await this.broadcast('drain endpoint', (dp) =>
       dp.client.removeEndpoints(
         { function: fn.spec.name, sandboxIds: [record.id], drain: true, drainTimeoutMs },
@@ -161,7 +244,7 @@ export class Actuator {
     );
     const worker = this.membership.workers.get(record.workerId);
     if (worker && worker.status === 'ready') await this.deleteOnWorker(worker, record.id);
-    fn.sandboxes.delete(record.id);
+    this.untrack(fn, record);
     this.reconcile(fn);
   }
 
@@ -220,13 +303,22 @@ export class Actuator {
   /** Takes a ready sandbox we did not start (found on a worker) into the function, and routes to it. */
   async adopt(fn: FunctionState, worker: WorkerMember, sandboxId: string, address: string, createdAtMs: number): Promise<void> {
     const now = Date.now();
-    const record: SandboxRecord = { id: sandboxId, workerId: worker.id, address, phase: 'ready', createdAtMs: createdAtMs || now, readyAtMs: now };
-    fn.sandboxes.set(record.id, record);
-    // A fresh grace period, and no scale-down below what is running.
-    fn.lastActiveMs = Math.max(fn.lastActiveMs, now);
+    const record: SandboxRecord = {
+      id: sandboxId,
+      workerId: worker.id,
+      address,
+      phase: 'ready',
+      createdAtMs: createdAtMs || now,
+      readyAtMs: now,
+      resources: { ...fn.spec.resources },
+    };
+    this.track(fn, record);
+    // We have no load history for what we adopt: hold the scale for a stable
+    // window, as Knative's autoscaler does when it starts with ready pods.
     let live = 0;
     for (const s of fn.sandboxes.values()) if (s.phase !== 'draining') live += 1;
     fn.desired = Math.max(fn.desired, live);
+    fn.autoscaler.startInPanic(now, fn.desired);
     this.log.info({ function: fn.spec.name, sandbox: record.id, worker: worker.id }, 'adopted running sandbox');
     await this.broadcast('add endpoint', (dp) =>
       dp.client.addEndpoints({ function: fn.spec.name, endpoints: [this.endpointOf(fn.spec.name, record)] }),
@@ -235,7 +327,10 @@ export class Actuator {
 
   /** Drops sandbox records and removes their endpoints from every data plane, without draining. */
   private forget(fn: FunctionState, ids: string[]): void {
-    for (const id of ids) fn.sandboxes.delete(id);
+    for (const id of ids) {
+      const record = fn.sandboxes.get(id);
+      if (record) this.untrack(fn, record);
+    }
     void this.broadcast('remove endpoints', (dp) => dp.client.removeEndpoints({ function: fn.spec.name, sandboxIds: ids, drain: false }));
   }
 
@@ -249,7 +344,7 @@ export class Actuator {
     fn.backoffUntilMs = Date.now() + delay;
     fn.condition = { code, message, sinceMs: Date.now() };
     this.log.warn({ function: fn.spec.name, code, err: message, retryInMs: delay }, 'cannot start a sandbox');
-    void this.rejectQueued(fn);
+    if (this.nothingToWaitFor(fn)) void this.rejectQueued(fn);
     this.retryLater(fn, delay);
   }
 

@@ -3,6 +3,7 @@
 // load its data planes report, and why it cannot scale, if it cannot.
 import type { ErrorCode } from '../shared/errors.js';
 import type { FunctionSpec } from '../shared/spec.js';
+import { Kpa, type KpaDecision, type KpaOptions } from './scaling/kpa.js';
 
 export type SandboxPhase = 'starting' | 'ready' | 'draining';
 
@@ -13,11 +14,15 @@ export interface SandboxRecord {
   phase: SandboxPhase;
   readonly createdAtMs: number;
   readyAtMs: number | undefined;
+  /** What the sandbox reserves on its worker: its function's resources when it was placed. */
+  readonly resources: Readonly<{ cpuMillis: number; memoryMb: number }>;
 }
 
 export interface LoadReport {
   inFlight: number;
   queued: number;
+  /** In flight + queued, averaged over the data plane's report interval. */
+  concurrency: number;
   atMs: number;
 }
 
@@ -34,9 +39,11 @@ export interface FunctionState {
   updatedAtMs: number;
   readonly sandboxes: Map<string, SandboxRecord>;
   desired: number;
+  /** The function's Knative autoscaler and its latest decision. */
+  readonly autoscaler: Kpa;
+  decision: KpaDecision | undefined;
   /** The latest report of each data plane, by data-plane id. */
   readonly load: Map<string, LoadReport>;
-  lastActiveMs: number;
   condition: FunctionCondition | undefined;
   consecutiveFailures: number;
   backoffUntilMs: number;
@@ -44,7 +51,13 @@ export interface FunctionState {
   deleted: boolean;
 }
 
-export function newFunctionState(spec: FunctionSpec, revision: number, createdAtMs: number, updatedAtMs: number): FunctionState {
+export function newFunctionState(
+  spec: FunctionSpec,
+  revision: number,
+  createdAtMs: number,
+  updatedAtMs: number,
+  autoscaler: KpaOptions = {},
+): FunctionState {
   return {
     spec,
     revision,
@@ -52,8 +65,9 @@ export function newFunctionState(spec: FunctionSpec, revision: number, createdAt
     updatedAtMs,
     sandboxes: new Map(),
     desired: spec.scaling.minScale,
+    autoscaler: new Kpa(spec.scaling, autoscaler),
+    decision: undefined,
     load: new Map(),
-    lastActiveMs: 0,
     condition: undefined,
     consecutiveFailures: 0,
     backoffUntilMs: 0,
@@ -63,15 +77,17 @@ export function newFunctionState(spec: FunctionSpec, revision: number, createdAt
 }
 
 /** Sums the load over data planes, ignoring reports older than `staleMs` (a data plane that went silent). */
-export function totalLoad(fn: FunctionState, nowMs: number, staleMs: number): { inFlight: number; queued: number } {
+export function totalLoad(fn: FunctionState, nowMs: number, staleMs: number): { inFlight: number; queued: number; concurrency: number } {
   let inFlight = 0;
   let queued = 0;
+  let concurrency = 0;
   for (const r of fn.load.values()) {
     if (nowMs - r.atMs > staleMs) continue;
     inFlight += r.inFlight;
     queued += r.queued;
+    concurrency += r.concurrency;
   }
-  return { inFlight, queued };
+  return { inFlight, queued, concurrency };
 }
 
 export function countPhases(fn: FunctionState): Record<SandboxPhase, number> {
@@ -97,6 +113,7 @@ export function describeFunction(fn: FunctionState, nowMs: number, staleMs: numb
       drainingSandboxes: phases.draining,
       inFlight: load.inFlight,
       queued: load.queued,
+      autoscaler: describeDecision(fn.decision),
       condition: fn.condition
         ? { code: fn.condition.code, message: fn.condition.message, since: new Date(fn.condition.sinceMs).toISOString() }
         : null,
@@ -109,6 +126,18 @@ export function describeFunction(fn: FunctionState, nowMs: number, staleMs: numb
       createdAt: new Date(s.createdAtMs).toISOString(),
       readyAt: s.readyAtMs === undefined ? null : new Date(s.readyAtMs).toISOString(),
     })),
+  };
+}
+
+function describeDecision(d: KpaDecision | undefined): Record<string, unknown> | null {
+  if (!d) return null;
+  const round = (x: number) => Math.round(x * 1000) / 1000;
+  return {
+    targetPerSandbox: round(d.target),
+    stableConcurrency: round(d.stableConcurrency),
+    panicConcurrency: round(d.panicConcurrency),
+    panicking: d.panicking,
+    holdingForGrace: d.holdingForGrace,
   };
 }
 

@@ -3,8 +3,9 @@
 // sandboxes. One process, state in memory, one writer per object; only
 // registrations go to the store (DESIGN.md, principles 1 and 3).
 //
-// Data flow: data planes report in-flight counts (ReportInFlight) → scale()
-// computes each function's desired scale → the actuator creates sandboxes on
+// Data flow: data planes report in-flight counts (ReportInFlight) → on every
+// tick each function's Knative autoscaler records the sum and decides its
+// scale (a queued request decides at once, to scale from zero) → the actuator creates sandboxes on
 // workers (placement) and pushes ready endpoints to every data plane, or
 // drains and deletes them. Workers report sandbox deaths; silent workers are
 // expired on the scaling tick.
@@ -23,7 +24,7 @@ import type { DualListener } from '../shared/listener.js';
 import { createLogger, type Logger } from '../shared/logging.js';
 import { createMetricsRegistry } from '../shared/metrics.js';
 import { fromRpcError, startRpcServer } from '../shared/rpc.js';
-import { parseFunctionSpec, patchScaling, toFunctionSpecMessage } from '../shared/spec.js';
+import { parseFunctionSpec, patchFunctionSpec, toFunctionSpecMessage } from '../shared/spec.js';
 import { openStore, type ClusterStore } from '../store/index.js';
 import { Actuator } from './actuator.js';
 import { createAdminHandler, type AdminBackend } from './admin-api.js';
@@ -31,7 +32,8 @@ import { describeFunction, newFunctionState, summarizeFunction, totalLoad, type 
 import { Membership, type WorkerMember } from './membership.js';
 import { createControlPlaneMetrics, type ControlPlaneMetrics } from './metrics.js';
 import { createPlacementPolicy } from './placement/index.js';
-import { desiredScale } from './scaling/simple.js';
+import { createEvictionPolicy } from './scaling/eviction.js';
+import type { KpaOptions } from './scaling/kpa.js';
 
 export type ControlPlaneState = 'INITIALIZED' | 'RUNNING' | 'DRAINING' | 'STOPPED' | 'FAILED';
 
@@ -49,6 +51,7 @@ export class ControlPlane implements AdminBackend {
   private tickTimer: NodeJS.Timeout | undefined;
   /** A data plane whose report is older than this went silent; its counts are ignored. */
   private readonly staleLoadMs: number;
+  private readonly kpaOptions: KpaOptions;
 
   private constructor(
     readonly config: ControlPlaneConfig,
@@ -57,8 +60,20 @@ export class ControlPlane implements AdminBackend {
   ) {
     this.metrics = createControlPlaneMetrics(createMetricsRegistry('controlplane'));
     this.membership = new Membership({ token: config.token, rpcTimeoutMs: 10_000 });
-    this.actuator = new Actuator(config, this.membership, createPlacementPolicy(config.placementPolicy), this.metrics, log);
+    this.actuator = new Actuator(
+      config,
+      this.membership,
+      createPlacementPolicy(config.placementPolicy),
+      createEvictionPolicy(config.evictionPolicy),
+      this.metrics,
+      log,
+    );
     this.staleLoadMs = config.metricsIntervalMs * 3 + 1000;
+    // Knative's 1 s buckets, narrower when the tick is (tests with short windows).
+    this.kpaOptions = {
+      unlimitedConcurrencyTarget: config.unlimitedConcurrencyTarget,
+      bucketMs: Math.min(1000, config.scalingPeriodMs),
+    };
   }
 
   static async create(config: ControlPlaneConfig, options: ControlPlaneOptions = {}): Promise<ControlPlane> {
@@ -90,7 +105,7 @@ export class ControlPlane implements AdminBackend {
 
   private async start(): Promise<void> {
     for (const f of await this.store.listFunctions()) {
-      this.functions.set(f.spec.name, newFunctionState(f.spec, f.revision, f.createdAtMs, f.updatedAtMs));
+      this.functions.set(f.spec.name, newFunctionState(f.spec, f.revision, f.createdAtMs, f.updatedAtMs, this.kpaOptions));
     }
     const admin = createAdminHandler(this, { token: this.config.token, maxBodyBytes: this.config.maxBodyBytes, log: this.log });
     this.listener = await startRpcServer({
@@ -137,7 +152,11 @@ export class ControlPlane implements AdminBackend {
         const capacity = { cpuMillis: req.capacity?.cpuMillis ?? 0, memoryMb: Number(req.capacity?.memoryMb ?? 0n) };
         await this.store.putWorker({ id: req.workerId, address: req.address, registeredAtMs: Date.now() });
         const { worker, fresh } = this.membership.upsertWorker(req.workerId, req.address, capacity, req.runtimes, Date.now());
-        if (fresh) this.log.info({ worker: worker.id, address: worker.address }, 'worker registered');
+        if (fresh) {
+          this.log.info({ worker: worker.id, address: worker.address }, 'worker registered');
+          // Functions waiting for a worker or for room need not wait for the next tick.
+          for (const fn of this.functions.values()) if (fn.condition) this.actuator.reconcile(fn);
+        }
         // A worker registers when it starts, when we forgot it, or when its heartbeats failed:
         // in every case what it runs may differ from what we believe, so compare.
         void this.resyncWorker(worker);
@@ -184,14 +203,12 @@ export class ControlPlane implements AdminBackend {
         for (const f of req.functions) {
           const fn = this.functions.get(f.function);
           if (!fn) continue;
-          fn.load.set(req.dataPlaneId, { inFlight: f.inFlight, queued: f.queued, atMs: now });
-          if (f.inFlight + f.queued > 0) fn.lastActiveMs = now;
+          const concurrency = Number.isFinite(f.averageConcurrency) && f.averageConcurrency > 0 ? f.averageConcurrency : 0;
+          fn.load.set(req.dataPlaneId, { inFlight: f.inFlight, queued: f.queued, concurrency, atMs: now });
           if (req.urgent && f.queued > 0) {
-            this.scale(fn, now);
+            this.scale(fn, now, 'urgent');
             // A function known not to start fails its new requests at once, not after its timeout.
-            if (fn.condition && fn.condition.code !== 'SANDBOX_CRASHED' && now < fn.backoffUntilMs) {
-              void this.actuator.rejectQueued(fn, dp);
-            }
+            if (this.actuator.shouldFailQueued(fn, now)) void this.actuator.rejectQueued(fn, dp);
           }
         }
         return create(AckSchema);
@@ -243,13 +260,22 @@ export class ControlPlane implements AdminBackend {
 
   // ---- scaling --------------------------------------------------------------
 
-  private scale(fn: FunctionState, now: number): void {
+  /**
+   * Decides a function's scale and has the actuator work towards it.
+   * - `tick`: the periodic decision; records the load sample first.
+   * - `urgent`: a request queued with nothing to serve it; records the load
+   *   and may only raise the scale, so scaling from zero starts at once.
+   * - `change`: the spec changed (registration, PATCH); decides on the
+   *   history so far, so new bounds apply at once.
+   */
+  private scale(fn: FunctionState, now: number, why: 'tick' | 'urgent' | 'change'): void {
     if (fn.deleted) return;
-    const load = totalLoad(fn, now, this.staleLoadMs);
-    if (load.inFlight + load.queued > 0) fn.lastActiveMs = now;
-    let current = 0;
-    for (const s of fn.sandboxes.values()) if (s.phase !== 'draining') current += 1;
-    fn.desired = desiredScale({ scaling: fn.spec.scaling, current, ...load, lastActiveMs: fn.lastActiveMs, nowMs: now });
+    if (why !== 'change') fn.autoscaler.record(now, totalLoad(fn, now, this.staleLoadMs).concurrency);
+    let ready = 0;
+    for (const s of fn.sandboxes.values()) if (s.phase === 'ready') ready += 1;
+    const decision = fn.autoscaler.decide(now, fn.spec.scaling, ready);
+    fn.decision = decision;
+    fn.desired = why === 'urgent' ? Math.max(fn.desired, decision.desired) : decision.desired;
     this.actuator.reconcile(fn);
   }
 
@@ -260,11 +286,8 @@ export class ControlPlane implements AdminBackend {
     }
     for (const fn of this.functions.values()) {
       this.actuator.settle(fn, now);
-      this.scale(fn, now);
-      this.metrics.desiredScale.set({ function: fn.spec.name }, fn.desired);
-      let ready = 0;
-      for (const s of fn.sandboxes.values()) if (s.phase === 'ready') ready += 1;
-      this.metrics.readySandboxes.set({ function: fn.spec.name }, ready);
+      this.scale(fn, now, 'tick');
+      this.metrics.observeFunction(fn);
     }
     let ready = 0;
     for (const w of this.membership.workers.values()) if (w.status === 'ready') ready += 1;
@@ -289,11 +312,11 @@ export class ControlPlane implements AdminBackend {
     if (existing) throw new BatonError('FUNCTION_EXISTS', `function ${spec.name} already exists`);
     const now = Date.now();
     await this.store.createFunction({ spec, revision: 1, createdAtMs: now, updatedAtMs: now });
-    const fn = newFunctionState(spec, 1, now, now);
+    const fn = newFunctionState(spec, 1, now, now, this.kpaOptions);
     this.functions.set(spec.name, fn);
     this.log.info({ function: spec.name }, 'function registered');
     await this.actuator.broadcast('add function', (dp) => dp.client.addFunction({ function: toFunctionSpecMessage(spec, 1n) }));
-    this.scale(fn, now);
+    this.scale(fn, now, 'change');
     return describeFunction(fn, now, this.staleLoadMs);
   }
 
@@ -311,10 +334,7 @@ export class ControlPlane implements AdminBackend {
     if (typeof body !== 'object' || body === null || Array.isArray(body)) {
       throw new BatonError('INVALID_SPEC', 'body must be an object such as {"scaling": {...}}');
     }
-    for (const key of Object.keys(body)) {
-      if (key !== 'scaling') throw new BatonError('INVALID_SPEC', `${key}: only scaling can be changed in place`, { details: { field: key } });
-    }
-    const spec = patchScaling(fn.spec, (body as { scaling?: unknown }).scaling ?? {});
+    const spec = patchFunctionSpec(fn.spec, body);
     const now = Date.now();
     const revision = fn.revision + 1;
     const ok = await this.store.updateFunction({ spec, revision, createdAtMs: fn.createdAtMs, updatedAtMs: now }, fn.revision);
@@ -325,7 +345,7 @@ export class ControlPlane implements AdminBackend {
     await this.actuator.broadcast('update function', (dp) =>
       dp.client.addFunction({ function: toFunctionSpecMessage(spec, BigInt(revision)) }),
     );
-    this.scale(fn, now);
+    this.scale(fn, now, 'change');
     return describeFunction(fn, now, this.staleLoadMs);
   }
 
@@ -365,6 +385,7 @@ export class ControlPlane implements AdminBackend {
       status: w.status,
       runtimes: w.runtimes,
       capacity: w.capacity,
+      reserved: this.actuator.reservedOn(w.id),
       usage: w.usage,
       sandboxes: counts.get(w.id) ?? 0,
       registeredAt: new Date(w.registeredAtMs).toISOString(),

@@ -130,6 +130,8 @@ export const upSchema = z
     host: z.string().default('127.0.0.1'),
     apiPort: port.default(9090),
     dataplanePort: port.default(8080),
+    /** Workers to run in the one process: several nodes on one machine, each with its share of the machine. */
+    workers: z.number().int().min(1).max(64).default(1),
     dataDir: z.string().default('.baton'),
     token: z.string().min(1).optional(),
     logLevel: logLevel.default('info'),

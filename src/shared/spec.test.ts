@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { BatonError } from './errors.js';
-import { fromFunctionSpecMessage, parseFunctionSpec, patchScaling, SCALING_DEFAULTS, toFunctionSpecMessage } from './spec.js';
+import { fromFunctionSpecMessage, parseFunctionSpec, patchFunctionSpec, SCALING_DEFAULTS, toFunctionSpecMessage } from './spec.js';
 
 function invalid(input: unknown, field: string): void {
   assert.throws(
@@ -40,13 +40,28 @@ test('invalid specs name the field', () => {
   invalid({ name: 'f', command: ['x'], extra: true }, '');
 });
 
-test('patchScaling changes only scaling and re-validates', () => {
+test('a PATCH changes scaling and load balancing only, and re-validates', () => {
   const spec = parseFunctionSpec({ name: 'f', command: ['x'], scaling: { maxScale: 5 } });
-  const patched = patchScaling(spec, { minScale: 2 });
+  const patched = patchFunctionSpec(spec, { scaling: { minScale: 2 } });
   assert.equal(patched.scaling.minScale, 2);
   assert.equal(patched.scaling.maxScale, 5);
   assert.equal(spec.scaling.minScale, 0, 'the original is untouched');
-  assert.throws(() => patchScaling(spec, { minScale: 6 }), (e: unknown) => e instanceof BatonError && e.code === 'INVALID_SPEC');
+  const isInvalid = (field: string) => (e: unknown) => e instanceof BatonError && e.code === 'INVALID_SPEC' && e.details?.['field'] === field;
+  assert.throws(() => patchFunctionSpec(spec, { scaling: { minScale: 6 } }), isInvalid('scaling.minScale'));
+  assert.throws(() => patchFunctionSpec(spec, { scaling: { stableWindowSec: 2 } }), isInvalid('scaling.stableWindowSec'));
+  assert.throws(() => patchFunctionSpec(spec, { command: ['y'] }), isInvalid('command'));
+  assert.throws(() => patchFunctionSpec(spec, { loadBalancing: 'fastest' }), isInvalid('loadBalancing'));
+
+  const lb = patchFunctionSpec(spec, { loadBalancing: 'least-inflight' });
+  assert.equal(lb.loadBalancing, 'least-inflight');
+  assert.equal(patchFunctionSpec(lb, { scaling: { minScale: 1 } }).loadBalancing, 'least-inflight', 'kept when not named');
+  assert.equal('loadBalancing' in patchFunctionSpec(lb, { loadBalancing: null }), false, 'null returns to the default');
+});
+
+test('loadBalancing is validated and round-trips through protobuf', () => {
+  const spec = parseFunctionSpec({ name: 'f', command: ['x'], loadBalancing: 'power-of-two' });
+  assert.deepEqual(fromFunctionSpecMessage(toFunctionSpecMessage(spec, 1n)), spec);
+  invalid({ name: 'f', command: ['x'], loadBalancing: 'weighted' }, 'loadBalancing');
 });
 
 test('the protobuf form round-trips', () => {

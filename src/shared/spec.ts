@@ -153,16 +153,36 @@ export function parseFunctionSpec(input: unknown): FunctionSpec {
   return deepFreeze(spec);
 }
 
-/** Applies a partial scaling change (PATCH) to a spec, validating the result. */
-export function patchScaling(spec: FunctionSpec, patch: unknown): FunctionSpec {
-  const parsed = scalingSchema.partial().safeParse(patch);
+/** The fields a PATCH may change in place: they steer scaling and routing, not the sandboxes. */
+const patchSchema = z
+  .object({
+    scaling: scalingSchema.partial().optional(),
+    /** null goes back to the data planes' default. */
+    loadBalancing: z.enum(LOAD_BALANCING_POLICIES).nullable().optional(),
+  })
+  .strict();
+
+/**
+ * Applies a PATCH body (`{"scaling": {...}, "loadBalancing": ...}`) to a
+ * spec, validating the result. Other fields would need new sandboxes, so
+ * they are refused with the field named.
+ */
+export function patchFunctionSpec(spec: FunctionSpec, patch: unknown): FunctionSpec {
+  const parsed = patchSchema.safeParse(patch);
   if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    if (issue?.code === 'unrecognized_keys') {
+      const key = issue.keys[0] ?? '';
+      throw new BatonError('INVALID_SPEC', `${key}: only scaling and loadBalancing can be changed in place`, { details: { field: key } });
+    }
     const { field, message } = describeIssue(parsed.error);
-    throw new BatonError('INVALID_SPEC', `scaling.${message}`, { details: { field: `scaling.${field}` } });
+    throw new BatonError('INVALID_SPEC', message, { details: { field } });
   }
-  const scaling = { ...spec.scaling, ...parsed.data };
+  const scaling = { ...spec.scaling, ...parsed.data.scaling };
   checkScaling(scaling);
-  return deepFreeze({ ...spec, scaling });
+  const { loadBalancing: _old, ...rest } = spec;
+  const lb = parsed.data.loadBalancing === undefined ? spec.loadBalancing : (parsed.data.loadBalancing ?? undefined);
+  return deepFreeze({ ...rest, scaling, ...(lb === undefined ? {} : { loadBalancing: lb }) });
 }
 
 export function toFunctionSpecMessage(spec: FunctionSpec, revision: bigint): FunctionSpecMessage {
