@@ -11,6 +11,7 @@ import { ControlPlane } from '../controlplane/index.js';
 import { DataPlane } from '../dataplane/index.js';
 import { compileConfig, controlPlaneSchema, dataPlaneSchema, readConfigFile, upSchema, workerSchema } from '../shared/config.js';
 import { BatonError, toBatonError } from '../shared/errors.js';
+import { LOAD_BALANCING_POLICIES } from '../shared/spec.js';
 import { Worker } from '../worker/index.js';
 import { AdminClient } from './client.js';
 import { runUp } from './up.js';
@@ -289,18 +290,32 @@ export function buildProgram(): Command {
 
   program
     .command('scale')
-    .description('change min and max scale (or other scaling settings) in place')
+    .description('change scaling settings or the load-balancing policy in place; nothing restarts')
     .argument('<name>')
     .option('--min <n>', 'minScale', int)
     .option('--max <n>', 'maxScale (0 = unlimited)', int)
     .option('--concurrency <n>', 'containerConcurrency', int)
+    .option('--set <key=value>', 'any scaling setting, e.g. stableWindowSec=30; repeatable', collect)
+    .addOption(new Option('--lb <policy>', "load-balancing policy ('default' for the data plane's)").choices([...LOAD_BALANCING_POLICIES, 'default']))
     .action(async (name: string, o: Record<string, unknown>, cmd: Command) => {
-      const scaling = defined({ minScale: o.min, maxScale: o.max, containerConcurrency: o.concurrency });
-      if (Object.keys(scaling).length === 0) throw new BatonError('INVALID_REQUEST', 'give --min, --max or --concurrency');
-      const fn = await clientOf(cmd).call<{ spec: { scaling: Record<string, unknown> } }>('PATCH', `/v1/functions/${encodeURIComponent(name)}`, {
-        scaling,
-      });
-      process.stdout.write(`scaled ${name}: min ${String(fn.spec.scaling.minScale)}, max ${String(fn.spec.scaling.maxScale)}\n`);
+      const scaling: Record<string, unknown> = defined({ minScale: o.min, maxScale: o.max, containerConcurrency: o.concurrency });
+      for (const kv of (o.set as string[] | undefined) ?? []) {
+        const eq = kv.indexOf('=');
+        const value = Number(kv.slice(eq + 1));
+        if (eq <= 0 || kv.slice(eq + 1) === '' || !Number.isFinite(value)) throw new BatonError('INVALID_REQUEST', `--set ${kv}: expected key=number`);
+        scaling[kv.slice(0, eq)] = value;
+      }
+      const body: Record<string, unknown> = {};
+      if (Object.keys(scaling).length > 0) body.scaling = scaling;
+      if (o.lb !== undefined) body.loadBalancing = o.lb === 'default' ? null : o.lb;
+      if (Object.keys(body).length === 0) throw new BatonError('INVALID_REQUEST', 'give --min, --max, --concurrency, --set or --lb');
+      const fn = await clientOf(cmd).call<{ spec: { scaling: Record<string, unknown>; loadBalancing?: string } }>(
+        'PATCH',
+        `/v1/functions/${encodeURIComponent(name)}`,
+        body,
+      );
+      const lb = fn.spec.loadBalancing ?? 'data-plane default';
+      process.stdout.write(`scaled ${name}: min ${String(fn.spec.scaling.minScale)}, max ${String(fn.spec.scaling.maxScale)}, load balancing ${lb}\n`);
     });
 
   program
@@ -318,8 +333,19 @@ export function buildProgram(): Command {
     .action(async (_o: unknown, cmd: Command) => {
       const { workers } = await clientOf(cmd).call<{ workers: Record<string, unknown>[] }>('GET', '/v1/workers');
       printTable([
-        ['ID', 'ADDRESS', 'STATUS', 'SANDBOXES'],
-        ...workers.map((w) => [String(w.id), String(w.address), String(w.status), String(w.sandboxes)]),
+        ['ID', 'ADDRESS', 'STATUS', 'SANDBOXES', 'CPU RESERVED', 'MEMORY RESERVED'],
+        ...workers.map((w) => {
+          const cap = w.capacity as { cpuMillis: number; memoryMb: number };
+          const res = w.reserved as { cpuMillis: number; memoryMb: number };
+          return [
+            String(w.id),
+            String(w.address),
+            String(w.status),
+            String(w.sandboxes),
+            `${res.cpuMillis}m / ${cap.cpuMillis}m`,
+            `${res.memoryMb} / ${cap.memoryMb} MB`,
+          ];
+        }),
       ]);
     });
 

@@ -83,7 +83,21 @@ describe('baton up', () => {
 
     const scale = cli(['scale', 'echo', '--min', '1', '--max', '3'], env);
     assert.equal(scale.status, 0, scale.stderr);
-    assert.match(scale.stdout, /min 1, max 3/);
+    assert.match(scale.stdout, /min 1, max 3, load balancing data-plane default/);
+    const tuned = cli(['scale', 'echo', '--set', 'stableWindowSec=30', '--lb', 'least-inflight'], env);
+    assert.equal(tuned.status, 0, tuned.stderr);
+    assert.match(tuned.stdout, /load balancing least-inflight/);
+    const tunedSpec = JSON.parse(cli(['describe', 'echo', '--json'], env).stdout).spec;
+    assert.equal(tunedSpec.scaling.stableWindowSec, 30);
+    assert.equal(tunedSpec.scaling.minScale, 1, 'other settings are kept');
+    const badSet = cli(['scale', 'echo', '--set', 'stableWindowSec=2'], env);
+    assert.equal(badSet.status, 1);
+    assert.match(badSet.stderr, /error: INVALID_SPEC: scaling\.stableWindowSec/);
+
+    const workers = cli(['workers'], env);
+    assert.equal(workers.status, 0);
+    assert.match(workers.stdout, /CPU RESERVED/);
+    assert.match(workers.stdout, /\d+m \/ \d+m/);
 
     const del = cli(['delete', 'flagged'], env);
     assert.equal(del.status, 0);
