@@ -487,6 +487,21 @@ test('a queued request times out with 504 QUEUE_TIMEOUT', async () => {
   assert.equal(r.json().code, 'QUEUE_TIMEOUT');
   assert.ok(took >= 195 && took < 1000, `timed out after ${took} ms`);
   assert.ok(Number(r.headers['x-baton-queue-ms']) >= 195);
+  assert.match(String(r.json().message), /no sandbox of never became ready within 200 ms/);
+});
+
+test('a request waiting for a token on busy sandboxes times out with a message that says so', async () => {
+  await addFunction('busy', { containerConcurrency: 1, timeoutMs: 5000 });
+  await addEndpoint('busy', 'sb-busy-1', upA.address);
+  const holder = invoke('/fn/busy/sleep?ms=700');
+  await sleep(30);
+  // A shorter timeout for requests from now on, so the waiter gives up while the holder still runs.
+  await addFunction('busy', { containerConcurrency: 1, timeoutMs: 300, revision: 2n });
+  const r = await invoke('/fn/busy/');
+  assert.equal(r.status, 504);
+  assert.equal(r.json().code, 'QUEUE_TIMEOUT');
+  assert.match(String(r.json().message), /all 1 sandboxes of busy stayed at their concurrency limit \(1\) for 300 ms/);
+  assert.equal((await holder).status, 200, 'the request holding the token is unaffected');
 });
 
 test('a full queue answers 503 QUEUE_FULL with Retry-After; RejectQueued fails the queued ones', async () => {

@@ -359,10 +359,15 @@ export class Proxy implements FastPathHost {
     const expired = fn.takeExpired(now);
     if (expired === null) return;
     const t = performance.now();
+    // Say which wait it was: for a sandbox to exist, or for a token on busy ones.
+    const why =
+      fn.endpoints.length === 0
+        ? `no sandbox of ${fn.name} became ready within ${fn.timeoutMs} ms`
+        : `all ${fn.endpoints.length} sandboxes of ${fn.name} stayed at their concurrency limit (${fn.concurrency}) for ${fn.timeoutMs} ms`;
     for (const w of expired) {
       const p = w as ProxiedRequest;
       p.queueMs = formatMs(t - p.enqueuedAt);
-      p.fail(504, 'QUEUE_TIMEOUT', `no sandbox of ${fn.name} became ready within ${fn.timeoutMs} ms`);
+      p.fail(504, 'QUEUE_TIMEOUT', why);
     }
   }
 
