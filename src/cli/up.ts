@@ -84,6 +84,8 @@ export async function startCluster(cfg: UpConfig): Promise<RunningCluster> {
         rpcPort: 0,
         ...shareOfMachine(cfg.workers),
         ...cfg.worker,
+        // A configured id would be shared by every worker: number them.
+        ...(cfg.workers > 1 && typeof cfg.worker.id === 'string' ? { id: `${cfg.worker.id}-${i + 1}` } : {}),
         host: cfg.host,
         controlPlaneUrl: controlPlane.url,
         token,

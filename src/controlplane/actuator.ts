@@ -26,7 +26,7 @@ import { sandboxId } from '../shared/ids.js';
 import type { Logger } from '../shared/logging.js';
 import { fromRpcError } from '../shared/rpc.js';
 import { toFunctionSpecMessage } from '../shared/spec.js';
-import type { FunctionState, SandboxRecord } from './function-state.js';
+import { isLive, type FunctionState, type SandboxRecord } from './function-state.js';
 import type { DataPlaneMember, Membership, WorkerMember } from './membership.js';
 import { explainNoFit, type PlacementCandidate, type PlacementPolicy } from './placement/index.js';
 import type { ControlPlaneMetrics } from './metrics.js';
@@ -44,6 +44,8 @@ export class Actuator {
   private stopped = false;
   /** Resources reserved by sandboxes (starting, ready or draining), by worker id. */
   private readonly reserved = new Map<string, Reservation>();
+  /** Sandboxes with a create or a drain-and-delete in flight. */
+  private readonly inOperation = new Set<string>();
 
   constructor(
     private readonly config: ControlPlaneConfig,
@@ -62,11 +64,23 @@ export class Actuator {
   /** Starts or stops sandboxes so that the function reaches its desired scale. */
   reconcile(fn: FunctionState): void {
     if (fn.deleted || this.stopped) return;
-    const active: SandboxRecord[] = [];
-    for (const s of fn.sandboxes.values()) if (s.phase !== 'draining') active.push(s);
-    const gap = fn.desired - active.length;
+    const ready: SandboxRecord[] = [];
+    const starting: SandboxRecord[] = [];
+    const cancelled: SandboxRecord[] = [];
+    for (const s of fn.sandboxes.values()) {
+      if (s.phase === 'ready') ready.push(s);
+      else if (s.phase === 'starting') (s.cancelled ? cancelled : starting).push(s);
+    }
+    let gap = fn.desired - ready.length - starting.length;
     if (gap <= 0 && fn.condition && PLACEMENT_CONDITIONS.has(fn.condition.code)) fn.condition = undefined;
     if (gap > 0) {
+      // Starts cancelled a moment ago are wanted again: keep them rather than start more.
+      for (const s of cancelled) {
+        if (gap === 0) return;
+        s.cancelled = false;
+        gap--;
+      }
+      if (gap === 0) return;
       const waitMs = fn.backoffUntilMs - Date.now();
       if (waitMs > 0) {
         this.retryLater(fn, waitMs);
@@ -78,10 +92,23 @@ export class Actuator {
         void this.startSandbox(fn, placed.worker, placed.record);
       }
     } else if (gap < 0) {
-      // Sandboxes still starting are reconsidered once ready.
-      const ready = active.filter((s) => s.phase === 'ready');
-      for (const v of this.evict(ready, -gap)) void this.drainAndDelete(fn, v);
+      // Starts go first, newest first: they serve nobody yet, and draining a
+      // warm sandbox to keep a cold one would send requests to cold starts.
+      // Kubernetes also removes pods that are not ready first.
+      starting.sort((a, b) => b.createdAtMs - a.createdAtMs);
+      const cancel = Math.min(-gap, starting.length);
+      for (let i = 0; i < cancel; i++) (starting[i] as SandboxRecord).cancelled = true;
+      for (const v of this.evict(ready, -gap - cancel)) void this.drainAndDelete(fn, v);
     }
+  }
+
+  /**
+   * Whether a create or a drain-and-delete of this sandbox is under way. A
+   * worker's resync neither adopts nor deletes such a sandbox: its operation
+   * decides, even after the worker was lost and came back meanwhile.
+   */
+  operating(sandboxId: string): boolean {
+    return this.inOperation.has(sandboxId);
   }
 
   /** Resources reserved on a worker by the sandboxes placed there. */
@@ -114,7 +141,12 @@ export class Actuator {
    */
   private place(fn: FunctionState): { worker: WorkerMember; record: SandboxRecord } | undefined {
     const spec = fn.spec;
-    const workers = this.membership.readyWorkers().filter((w) => w.runtimes.length === 0 || w.runtimes.includes(spec.runtime));
+    const now = Date.now();
+    const eligible = this.membership.readyWorkers().filter((w) => w.runtimes.length === 0 || w.runtimes.includes(spec.runtime));
+    // A worker a create just failed to reach is skipped for a while, unless it is the only one:
+    // otherwise least-allocated placement would keep choosing it, as its failed creates free their room.
+    const reachable = eligible.filter((w) => w.avoidUntilMs <= now);
+    const workers = reachable.length > 0 ? reachable : eligible;
     const candidates: PlacementCandidate[] = workers.map((w) => ({ id: w.id, capacity: w.capacity, reserved: this.reservedOn(w.id) }));
     const request = { function: spec.name, cpuMillis: spec.resources.cpuMillis, memoryMb: spec.resources.memoryMb };
     const worker = workers[this.placement.place(candidates, request)];
@@ -128,8 +160,9 @@ export class Actuator {
       workerId: worker.id,
       address: '',
       phase: 'starting',
-      createdAtMs: Date.now(),
+      createdAtMs: now,
       readyAtMs: undefined,
+      cancelled: false,
       resources: { ...spec.resources },
     };
     this.track(fn, record);
@@ -149,9 +182,14 @@ export class Actuator {
     if (this.nothingToWaitFor(fn)) void this.rejectQueued(fn);
   }
 
-  /** No sandbox of the function is ready or starting: queued requests would wait for nothing. */
+  /**
+   * Queued requests would wait for nothing: no sandbox of the function is
+   * ready or starting, and, when placement found no room, none is draining
+   * either (its deletion frees room for a new start, which is then tried at once).
+   */
   nothingToWaitFor(fn: FunctionState): boolean {
-    for (const s of fn.sandboxes.values()) if (s.phase !== 'draining') return false;
+    const roomComing = fn.condition?.code === 'NO_CAPACITY';
+    for (const s of fn.sandboxes.values()) if (isLive(s) || (roomComing && s.phase === 'draining')) return false;
     return true;
   }
 
@@ -177,6 +215,15 @@ export class Actuator {
   }
 
   private async startSandbox(fn: FunctionState, worker: WorkerMember, record: SandboxRecord): Promise<void> {
+    this.inOperation.add(record.id);
+    try {
+      await this.createAndRoute(fn, worker, record);
+    } finally {
+      this.inOperation.delete(record.id);
+    }
+  }
+
+  private async createAndRoute(fn: FunctionState, worker: WorkerMember, record: SandboxRecord): Promise<void> {
     const spec = fn.spec;
     const started = performance.now();
     let address: string;
@@ -190,17 +237,21 @@ export class Actuator {
     } catch (err) {
       this.untrack(fn, record);
       const e = fromRpcError(err, `worker ${worker.id}`);
-      // A create lost on the wire may still have started the sandbox: delete it (idempotent) so it cannot leak.
-      if (e.code === 'PEER_UNAVAILABLE') void this.deleteOnWorker(worker, record.id);
+      if (e.code === 'PEER_UNAVAILABLE') {
+        // A create lost on the wire may still have started the sandbox: delete it (idempotent) so it cannot leak.
+        void this.deleteOnWorker(worker, record.id);
+        worker.avoidUntilMs = Date.now() + this.config.workerHeartbeatIntervalMs;
+      }
       this.metrics.sandboxCreateFailures.inc({ function: spec.name });
       this.recordFailure(fn, e.code === 'PEER_UNAVAILABLE' ? 'PEER_UNAVAILABLE' : 'SANDBOX_START_FAILED', e.message);
       return;
     }
     this.metrics.sandboxCreateSeconds.observe({ function: spec.name }, (performance.now() - started) / 1000);
-    if (fn.deleted || fn.sandboxes.get(record.id) !== record) {
-      // The function was deleted, or the sandbox's worker was lost, while it started.
+    if (fn.deleted || fn.sandboxes.get(record.id) !== record || record.cancelled) {
+      // The function was deleted, the sandbox's worker was lost, or a scale-down cancelled it, while it started.
       await this.deleteOnWorker(worker, record.id);
       this.untrack(fn, record);
+      this.reconcile(fn);
       return;
     }
     record.address = address;
@@ -231,8 +282,18 @@ export class Actuator {
 
   /** Stops routing to a sandbox on every data plane, waits for its requests, then deletes it. */
   async drainAndDelete(fn: FunctionState, record: SandboxRecord): Promise<void> {
-    if (record.phase === 'draining') return;
+    if (record.phase === 'draining' || this.inOperation.has(record.id)) return;
     record.phase = 'draining';
+    this.inOperation.add(record.id);
+    try {
+      await this.drainThenDelete(fn, record);
+    } finally {
+      this.inOperation.delete(record.id);
+    }
+    this.reconcile(fn);
+  }
+
+  private async drainThenDelete(fn: FunctionState, record: SandboxRecord): Promise<void> {
     // A request cannot outlive the function's timeout (the data plane ends it
     // there), so waiting that long lets every in-flight request finish.
     const drainTimeoutMs = Math.max(this.config.drainTimeoutMs, fn.spec.timeoutMs);
@@ -243,9 +304,9 @@ export class Actuator {
       ),
     );
     const worker = this.membership.workers.get(record.workerId);
-    if (worker && worker.status === 'ready') await this.deleteOnWorker(worker, record.id);
+    const current = fn.sandboxes.get(record.id);
+    if (worker && worker.status === 'ready' && (current === undefined || current === record)) await this.deleteOnWorker(worker, record.id);
     this.untrack(fn, record);
-    this.reconcile(fn);
   }
 
   /** A worker said one of its sandboxes died: forget it, stop routing to it, replace it. */
@@ -310,15 +371,16 @@ export class Actuator {
       phase: 'ready',
       createdAtMs: createdAtMs || now,
       readyAtMs: now,
+      cancelled: false,
       resources: { ...fn.spec.resources },
     };
     this.track(fn, record);
     // We have no load history for what we adopt: hold the scale for a stable
     // window, as Knative's autoscaler does when it starts with ready pods.
     let live = 0;
-    for (const s of fn.sandboxes.values()) if (s.phase !== 'draining') live += 1;
+    for (const s of fn.sandboxes.values()) if (isLive(s)) live += 1;
     fn.desired = Math.max(fn.desired, live);
-    fn.autoscaler.startInPanic(now, fn.desired);
+    fn.autoscaler.startInPanic(performance.now(), fn.desired);
     this.log.info({ function: fn.spec.name, sandbox: record.id, worker: worker.id }, 'adopted running sandbox');
     await this.broadcast('add endpoint', (dp) =>
       dp.client.addEndpoints({ function: fn.spec.name, endpoints: [this.endpointOf(fn.spec.name, record)] }),

@@ -14,6 +14,11 @@ export interface SandboxRecord {
   phase: SandboxPhase;
   readonly createdAtMs: number;
   readyAtMs: number | undefined;
+  /**
+   * A starting sandbox the function no longer wants: deleted when its create
+   * returns, unless a scale-up wants it again first.
+   */
+  cancelled: boolean;
   /** What the sandbox reserves on its worker: its function's resources when it was placed. */
   readonly resources: Readonly<{ cpuMillis: number; memoryMb: number }>;
 }
@@ -90,10 +95,16 @@ export function totalLoad(fn: FunctionState, nowMs: number, staleMs: number): { 
   return { inFlight, queued, concurrency };
 }
 
+/** Sandboxes by phase; a cancelled start counts as draining (it is on its way out). */
 export function countPhases(fn: FunctionState): Record<SandboxPhase, number> {
   const counts = { starting: 0, ready: 0, draining: 0 };
-  for (const s of fn.sandboxes.values()) counts[s.phase] += 1;
+  for (const s of fn.sandboxes.values()) counts[s.cancelled ? 'draining' : s.phase] += 1;
   return counts;
+}
+
+/** Sandboxes that serve or will serve: ready, or starting and still wanted. */
+export function isLive(s: SandboxRecord): boolean {
+  return s.phase === 'ready' || (s.phase === 'starting' && !s.cancelled);
 }
 
 /** The JSON form of `GET /v1/functions/{name}`. */
@@ -120,7 +131,7 @@ export function describeFunction(fn: FunctionState, nowMs: number, staleMs: numb
     },
     sandboxes: [...fn.sandboxes.values()].map((s) => ({
       id: s.id,
-      state: s.phase,
+      state: s.cancelled ? 'draining' : s.phase,
       worker: s.workerId,
       address: s.address || null,
       createdAt: new Date(s.createdAtMs).toISOString(),

@@ -28,7 +28,7 @@ import { parseFunctionSpec, patchFunctionSpec, toFunctionSpecMessage } from '../
 import { openStore, type ClusterStore } from '../store/index.js';
 import { Actuator } from './actuator.js';
 import { createAdminHandler, type AdminBackend } from './admin-api.js';
-import { describeFunction, newFunctionState, summarizeFunction, totalLoad, type FunctionState } from './function-state.js';
+import { describeFunction, isLive, newFunctionState, summarizeFunction, totalLoad, type FunctionState } from './function-state.js';
 import { Membership, type WorkerMember } from './membership.js';
 import { createControlPlaneMetrics, type ControlPlaneMetrics } from './metrics.js';
 import { createPlacementPolicy } from './placement/index.js';
@@ -203,10 +203,19 @@ export class ControlPlane implements AdminBackend {
         for (const f of req.functions) {
           const fn = this.functions.get(f.function);
           if (!fn) continue;
-          const concurrency = Number.isFinite(f.averageConcurrency) && f.averageConcurrency > 0 ? f.averageConcurrency : 0;
-          fn.load.set(req.dataPlaneId, { inFlight: f.inFlight, queued: f.queued, concurrency, atMs: now });
-          if (req.urgent && f.queued > 0) {
-            this.scale(fn, now, 'urgent');
+          const average = Number.isFinite(f.averageConcurrency) && f.averageConcurrency > 0 ? f.averageConcurrency : 0;
+          if (!req.urgent) {
+            fn.load.set(req.dataPlaneId, { inFlight: f.inFlight, queued: f.queued, concurrency: average, atMs: now });
+            continue;
+          }
+          // An urgent report is a snapshot taken because a request queued, so
+          // it is biased high: it raises this data plane's figure only until
+          // its next periodic average replaces it, and is never a sample of its own.
+          const prev = fn.load.get(req.dataPlaneId);
+          const prevAverage = prev && now - prev.atMs <= this.staleLoadMs ? prev.concurrency : 0;
+          fn.load.set(req.dataPlaneId, { inFlight: f.inFlight, queued: f.queued, concurrency: Math.max(prevAverage, f.inFlight + f.queued), atMs: now });
+          if (f.queued > 0) {
+            this.scaleUrgently(fn, now);
             // A function known not to start fails its new requests at once, not after its timeout.
             if (this.actuator.shouldFailQueued(fn, now)) void this.actuator.rejectQueued(fn, dp);
           }
@@ -250,6 +259,7 @@ export class ControlPlane implements AdminBackend {
     for (const sb of sandboxes) {
       const fn = this.functions.get(sb.function);
       if (fn?.sandboxes.has(sb.sandboxId)) continue; // ours: known, or a create we are waiting for
+      if (this.actuator.operating(sb.sandboxId)) continue; // a create or delete of ours decides its fate
       if (fn && !fn.deleted && sb.state === SandboxState.READY) {
         await this.actuator.adopt(fn, worker, sb.sandboxId, sb.address, Number(sb.createdAtMs));
       } else {
@@ -261,21 +271,40 @@ export class ControlPlane implements AdminBackend {
   // ---- scaling --------------------------------------------------------------
 
   /**
-   * Decides a function's scale and has the actuator work towards it.
-   * - `tick`: the periodic decision; records the load sample first.
-   * - `urgent`: a request queued with nothing to serve it; records the load
-   *   and may only raise the scale, so scaling from zero starts at once.
-   * - `change`: the spec changed (registration, PATCH); decides on the
-   *   history so far, so new bounds apply at once.
+   * Decides a function's scale and has the actuator work towards it. On the
+   * tick (`record`), the function's concurrency summed over data planes is
+   * recorded first; after a spec change (registration, PATCH) the decision
+   * uses the history so far, so new bounds apply at once. The autoscaler runs
+   * on the monotonic clock: a wall-clock step must not empty its windows.
    */
-  private scale(fn: FunctionState, now: number, why: 'tick' | 'urgent' | 'change'): void {
+  private scale(fn: FunctionState, now: number, record: boolean): void {
     if (fn.deleted) return;
-    if (why !== 'change') fn.autoscaler.record(now, totalLoad(fn, now, this.staleLoadMs).concurrency);
+    const mono = performance.now();
+    if (record) fn.autoscaler.record(mono, totalLoad(fn, now, this.staleLoadMs).concurrency);
     let ready = 0;
     for (const s of fn.sandboxes.values()) if (s.phase === 'ready') ready += 1;
-    const decision = fn.autoscaler.decide(now, fn.spec.scaling, ready);
-    fn.decision = decision;
-    fn.desired = why === 'urgent' ? Math.max(fn.desired, decision.desired) : decision.desired;
+    fn.decision = fn.autoscaler.decide(mono, fn.spec.scaling, ready);
+    fn.desired = fn.decision.desired;
+    this.actuator.reconcile(fn);
+  }
+
+  /** A request queued with no capacity: scale now if the autoscaler says so (from zero, or a burst). */
+  private scaleUrgently(fn: FunctionState, now: number): void {
+    if (fn.deleted) return;
+    let ready = 0;
+    let live = 0;
+    for (const s of fn.sandboxes.values()) {
+      if (s.phase === 'ready') ready += 1;
+      if (isLive(s)) live += 1;
+    }
+    const load = totalLoad(fn, now, this.staleLoadMs);
+    const want = fn.autoscaler.urgent(performance.now(), fn.spec.scaling, ready, live, load.inFlight + load.queued);
+    if (want === undefined || want <= fn.desired) {
+      // Still reconcile: a start may be waiting for its back-off or for room.
+      this.actuator.reconcile(fn);
+      return;
+    }
+    fn.desired = want;
     this.actuator.reconcile(fn);
   }
 
@@ -286,7 +315,7 @@ export class ControlPlane implements AdminBackend {
     }
     for (const fn of this.functions.values()) {
       this.actuator.settle(fn, now);
-      this.scale(fn, now, 'tick');
+      this.scale(fn, now, true);
       this.metrics.observeFunction(fn);
     }
     let ready = 0;
@@ -316,7 +345,7 @@ export class ControlPlane implements AdminBackend {
     this.functions.set(spec.name, fn);
     this.log.info({ function: spec.name }, 'function registered');
     await this.actuator.broadcast('add function', (dp) => dp.client.addFunction({ function: toFunctionSpecMessage(spec, 1n) }));
-    this.scale(fn, now, 'change');
+    this.scale(fn, now, false);
     return describeFunction(fn, now, this.staleLoadMs);
   }
 
@@ -345,7 +374,7 @@ export class ControlPlane implements AdminBackend {
     await this.actuator.broadcast('update function', (dp) =>
       dp.client.addFunction({ function: toFunctionSpecMessage(spec, BigInt(revision)) }),
     );
-    this.scale(fn, now, 'change');
+    this.scale(fn, now, false);
     return describeFunction(fn, now, this.staleLoadMs);
   }
 
@@ -369,7 +398,10 @@ export class ControlPlane implements AdminBackend {
         this.log.warn({ function: name, sandboxes: [...fn.sandboxes.keys()] }, 'function deleted, but some sandboxes did not confirm their deletion');
       }
     } finally {
-      if (this.functions.get(name) === fn) this.functions.delete(name);
+      if (this.functions.get(name) === fn) {
+        this.functions.delete(name);
+        this.metrics.forgetFunction(name);
+      }
     }
     this.log.info({ function: name }, 'function deleted');
   }

@@ -21,6 +21,8 @@ export interface WorkerMember {
   runtimes: string[];
   registeredAtMs: number;
   lastHeartbeatMs: number;
+  /** Placement skips the worker until then: a create just failed to reach it. */
+  avoidUntilMs: number;
   client: Client<typeof WorkerService>;
 }
 
@@ -60,6 +62,7 @@ export class Membership {
       existing.capacity = capacity;
       existing.runtimes = runtimes;
       existing.lastHeartbeatMs = nowMs;
+      existing.avoidUntilMs = 0;
       if (fresh) existing.registeredAtMs = nowMs;
       return { worker: existing, fresh };
     }
@@ -72,6 +75,7 @@ export class Membership {
       runtimes,
       registeredAtMs: nowMs,
       lastHeartbeatMs: nowMs,
+      avoidUntilMs: 0,
       client: createRpcClient(WorkerService, {
         baseUrl: `http://${address}`,
         token: this.options.token,

@@ -17,10 +17,12 @@ export interface ControlPlaneMetrics {
   dataPlanes: Gauge;
   /** Sets the per-function gauges from the function's state (on every scaling tick). */
   observeFunction(fn: FunctionState): void;
+  /** Drops a deleted function's series. */
+  forgetFunction(name: string): void;
 }
 
 export function createControlPlaneMetrics(registry: Registry): ControlPlaneMetrics {
-  const m: Omit<ControlPlaneMetrics, 'observeFunction'> = {
+  const m: Omit<ControlPlaneMetrics, 'observeFunction' | 'forgetFunction'> = {
     registry,
     sandboxCreateSeconds: new Histogram({
       name: 'baton_sandbox_create_seconds',
@@ -67,6 +69,15 @@ export function createControlPlaneMetrics(registry: Registry): ControlPlaneMetri
         m.concurrency.set({ ...f, window: 'panic' }, d.panicConcurrency);
         m.panicking.set(f, d.panicking ? 1 : 0);
       }
+    },
+    forgetFunction(name) {
+      // remove() matches a whole label set, so every combination is named.
+      const f = { function: name };
+      for (const g of [m.desiredScale, m.readySandboxes, m.panicking]) g.remove(f);
+      for (const phase of ['starting', 'ready', 'draining']) m.sandboxes.remove({ ...f, phase });
+      for (const window of ['stable', 'panic']) m.concurrency.remove({ ...f, window });
+      m.sandboxCreateSeconds.remove(f);
+      m.sandboxCreateFailures.remove(f);
     },
   };
 }

@@ -50,6 +50,11 @@ test('a PATCH changes scaling and load balancing only, and re-validates', () => 
   assert.throws(() => patchFunctionSpec(spec, { scaling: { minScale: 6 } }), isInvalid('scaling.minScale'));
   assert.throws(() => patchFunctionSpec(spec, { scaling: { stableWindowSec: 2 } }), isInvalid('scaling.stableWindowSec'));
   assert.throws(() => patchFunctionSpec(spec, { command: ['y'] }), isInvalid('command'));
+  assert.throws(
+    () => patchFunctionSpec(spec, { scaling: { stableWindow: 30 } }),
+    (e: unknown) => e instanceof BatonError && e.details?.['field'] === 'scaling' && !/only scaling/.test(e.message),
+    'a typo inside scaling is reported as such',
+  );
   assert.throws(() => patchFunctionSpec(spec, { loadBalancing: 'fastest' }), isInvalid('loadBalancing'));
 
   const lb = patchFunctionSpec(spec, { loadBalancing: 'least-inflight' });

@@ -171,7 +171,7 @@ export function patchFunctionSpec(spec: FunctionSpec, patch: unknown): FunctionS
   const parsed = patchSchema.safeParse(patch);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    if (issue?.code === 'unrecognized_keys') {
+    if (issue?.code === 'unrecognized_keys' && issue.path.length === 0) {
       const key = issue.keys[0] ?? '';
       throw new BatonError('INVALID_SPEC', `${key}: only scaling and loadBalancing can be changed in place`, { details: { field: key } });
     }

@@ -152,6 +152,9 @@ describe('autoscaling on two workers', () => {
     await c.admin('DELETE', '/v1/functions/huge');
     const after = (await c.admin('GET', '/v1/workers')).body.workers as { reserved: { cpuMillis: number } }[];
     assert.equal(after.reduce((n, w) => n + w.reserved.cpuMillis, 0), 0, 'deleting releases the reservations');
+    const metrics = await (await fetch(`${c.apiUrl}/metrics`)).text();
+    assert.doesNotMatch(metrics, /function="(fits|huge)"/, 'a deleted function leaves no metric series');
+    assert.match(metrics, /baton_function_concurrency\{function="ramp",window="stable"/);
   });
 
   test('PATCH changes scaling live: maxScale caps a running function, minScale raises it', async () => {

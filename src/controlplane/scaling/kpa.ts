@@ -20,6 +20,14 @@
 //          while panicking the scale is max(dspc, dppc) and never decreases
 //   then   min/max scale, then the scale-to-zero grace
 //
+// Between ticks, a request that queues with no capacity makes the data plane
+// report at once, and urgent() may raise the scale without waiting: from
+// zero (Knative's activator "pokes" the autoscaler on a cold start), or when
+// the queue alone is a burst over the panic threshold, which then starts a
+// panic at that scale so the next tick, whose windows have not yet taken the
+// burst in, cannot undo it. Smaller shortfalls of a running function wait for
+// the tick, so an isolated queued request cannot make the scale flap.
+//
 // Pure: no timers, no I/O; the caller passes the time.
 import type { ScalingSettings } from '../../shared/spec.js';
 import { TimedBuckets } from './buckets.js';
@@ -85,13 +93,30 @@ export class Kpa {
   }
 
   /**
-   * Enters panic as of now, so nothing scales down for a stable window.
-   * Knative does this for a new autoscaler that finds more than one ready
-   * pod; the control plane does it after a restart, when it has no history.
+   * Enters (or extends) panic as of now at `scale`, so nothing scales below
+   * it for a stable window. Knative does this for a new autoscaler that finds
+   * more than one ready pod; the control plane does it when it adopts
+   * sandboxes it has no load history for.
    */
-  startInPanic(nowMs: number, currentScale: number): void {
+  startInPanic(nowMs: number, scale: number): void {
     this.lastOverThresholdMs = nowMs;
-    this.maxPanicPods = Math.max(this.maxPanicPods, currentScale);
+    this.maxPanicPods = Math.max(this.maxPanicPods, scale);
+  }
+
+  /**
+   * The scale to go to at once because requests queue with no capacity, or
+   * undefined to leave it to the next tick. `demand` is in flight + queued
+   * now, over every data plane; `active` counts sandboxes ready or starting.
+   */
+  urgent(nowMs: number, s: ScalingSettings, readySandboxes: number, active: number, demand: number): number | undefined {
+    const ready = Math.max(1, readySandboxes);
+    const want = clampScale(s, Math.min(Math.ceil(demand / targetPerSandbox(s, this.unlimitedTarget)), Math.ceil(ready * s.maxScaleUpRate)));
+    if (want <= active) return undefined;
+    const burst = want / ready >= s.panicThresholdPct / 100;
+    if (burst) this.startInPanic(nowMs, want);
+    else if (active > 0) return undefined;
+    this.zeroSinceMs = undefined;
+    return want;
   }
 
   get panicking(): boolean {
@@ -120,8 +145,8 @@ export class Kpa {
     const overThreshold = dppc / ready >= s.panicThresholdPct / 100;
     if (overThreshold) {
       this.lastOverThresholdMs = nowMs;
-    } else if (this.lastOverThresholdMs !== undefined && nowMs - this.lastOverThresholdMs >= stableMs) {
-      // The surge has made its way into the stable average.
+    } else if (this.lastOverThresholdMs !== undefined && nowMs - this.lastOverThresholdMs > stableMs) {
+      // The surge has made its way into the stable average (Knative: panicTime + stable window < now).
       this.lastOverThresholdMs = undefined;
       this.maxPanicPods = 0;
     }
