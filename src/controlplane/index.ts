@@ -298,7 +298,7 @@ export class ControlPlane implements AdminBackend {
       if (isLive(s)) live += 1;
     }
     const load = totalLoad(fn, now, this.staleLoadMs);
-    const want = fn.autoscaler.urgent(performance.now(), fn.spec.scaling, ready, live, load.inFlight + load.queued);
+    const want = fn.autoscaler.urgent(performance.now(), fn.spec.scaling, ready, live, load.inFlight, load.queued);
     if (want === undefined || want <= fn.desired) {
       // Still reconcile: a start may be waiting for its back-off or for room.
       this.actuator.reconcile(fn);

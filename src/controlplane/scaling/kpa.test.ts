@@ -238,36 +238,67 @@ describe('Knative KPA', () => {
     assert.ok(d.every((x) => x.desired === 1), 'a new grace period began');
   });
 
-  test('urgent: the first queued request scales from zero at once; a burst from zero panics at its size', () => {
+  test('urgent: the first queued request scales from zero at once; a burst from zero is held for a panic window', () => {
     const one = new Sim(settings());
     one.run(10_000, 0);
-    assert.equal(one.kpa.urgent(one.now, one.s, 0, 0, 1), 1);
+    assert.equal(one.kpa.urgent(one.now, one.s, 0, 0, 0, 1), 1);
     assert.equal(one.kpa.panicking, false, 'one request is not a burst');
 
     const burst = new Sim(settings());
     burst.run(10_000, 0);
-    assert.equal(burst.kpa.urgent(burst.now, burst.s, 0, 0, 8), 8);
-    assert.ok(burst.kpa.panicking);
-    // The next tick's windows hold one sample of 8 among zeros; panic keeps the 8.
+    assert.equal(burst.kpa.urgent(burst.now, burst.s, 0, 0, 0, 8), 8);
+    // The next tick's windows hold one sample of 8 among zeros: the panic
+    // window's average asks for 3, against the 1 there was: a panic, at the floor's 8.
     assert.equal(burst.tick(8, { ready: 0 }).desired, 8);
+    assert.ok(burst.kpa.panicking, 'the burst reached the windows and panics');
+    // Panic never lowers the scale, so the 8 stays though the floor expired.
+    burst.run(8000, 8);
+    assert.equal(burst.last?.desired, 8);
   });
 
-  test('urgent: a running function waits for the tick unless the queue is a burst over the threshold', () => {
+  test('urgent: a running function waits for the tick unless the queue alone is a burst over the threshold', () => {
     const sim = new Sim(settings());
-    sim.run(60_000, 4);
+    sim.run(70_000, 4); // past the panic of the ramp from zero
     assert.equal(sim.ready, 4);
-    // 6 in demand on 4 ready (150 %): the tick decides.
-    assert.equal(sim.kpa.urgent(sim.now, sim.s, 4, 4, 6), undefined);
+    // 4 in flight + 5 queued on 4 ready: 225 % in all, but the queue alone
+    // is 125 %: a cluster of arrivals, left to the tick.
+    assert.equal(sim.kpa.urgent(sim.now, sim.s, 4, 4, 4, 5), undefined);
     // Already starting enough: nothing to do.
-    assert.equal(sim.kpa.urgent(sim.now, sim.s, 4, 9, 9), undefined);
-    // 9 on 4 (225 %): a burst; scale now and hold it.
-    assert.equal(sim.kpa.urgent(sim.now, sim.s, 4, 4, 9), 9);
-    assert.ok(sim.kpa.panicking);
-    assert.equal(sim.tick(4, { ready: 4 }).desired, 9);
+    assert.equal(sim.kpa.urgent(sim.now, sim.s, 4, 12, 4, 8), undefined);
+    // 8 queued beyond 4 in flight on 4 ready: the queue alone is 200 %, a burst; scale now.
+    assert.equal(sim.kpa.urgent(sim.now, sim.s, 4, 4, 4, 8), 12);
+    assert.equal(sim.kpa.panicking, false);
     // Bounds apply.
     const capped = new Sim(settings({ maxScale: 3 }));
-    assert.equal(capped.kpa.urgent(0, capped.s, 0, 0, 50), 3);
-    assert.equal(capped.kpa.urgent(0, capped.s, 0, 3, 50), undefined);
+    assert.equal(capped.kpa.urgent(0, capped.s, 0, 0, 0, 50), 3);
+    assert.equal(capped.kpa.urgent(0, capped.s, 0, 3, 0, 50), undefined);
+  });
+
+  test('urgent: a false alarm at a steady rate costs one panic window, not a stable window', () => {
+    const sim = new Sim(settings());
+    sim.run(70_000, 3);
+    assert.equal(sim.ready, 3);
+    // A moment with 3 in flight and 6 queued on 3 sandboxes: a burst by the snapshot.
+    assert.equal(sim.kpa.urgent(sim.now, sim.s, 3, 3, 3, 6), 9);
+    // The load stays at 3: the floor holds 9 for the panic window (6 s: the
+    // ticks at +2 s and +4 s), then the scale falls back, halving at most per
+    // tick (maxScaleDownRate 2).
+    const held = sim.run(4000, 3);
+    assert.deepEqual(held.map((d) => d.desired), [9, 9]);
+    assert.ok(held.every((d) => !d.panicking));
+    const after = sim.run(6000, 3);
+    assert.deepEqual(after.map((d) => d.desired), [4, 3, 3]);
+  });
+
+  test('urgent: a real burst carries the floor into the panic, which holds it', () => {
+    const sim = new Sim(settings());
+    sim.run(60_000, 2);
+    assert.equal(sim.kpa.urgent(sim.now, sim.s, 2, 2, 2, 20), 22);
+    // The windows take the burst in: measured against the 2 sandboxes there
+    // were, it is a panic, which keeps the floor though 22 are ready now and
+    // 20 is what the windows ask for.
+    const d = sim.run(20_000, 20);
+    assert.ok(d.every((x) => x.panicking && x.desired === 22), JSON.stringify(d.map((x) => [x.desired, x.panicking])));
   });
 
   test('minScale and maxScale bound every decision, panic included', () => {

@@ -23,10 +23,15 @@
 // Between ticks, a request that queues with no capacity makes the data plane
 // report at once, and urgent() may raise the scale without waiting: from
 // zero (Knative's activator "pokes" the autoscaler on a cold start), or when
-// the queue alone is a burst over the panic threshold, which then starts a
-// panic at that scale so the next tick, whose windows have not yet taken the
-// burst in, cannot undo it. Smaller shortfalls of a running function wait for
-// the tick, so an isolated queued request cannot make the scale flap.
+// the queue alone, beyond the requests in flight, is a burst over the panic
+// threshold. The raised scale is a floor held for one panic window. A real
+// burst reaches the panic window within it, and once the panic average is
+// over the threshold against the sandboxes ready when the burst began (the
+// ones the floor added would hide it), the floor becomes a panic, held for a
+// stable window. A momentary cluster of arrivals at a steady rate never gets
+// there, and costs a panic window of extra sandboxes, not a stable window.
+// Smaller shortfalls of a running function wait for the tick, so an isolated
+// queued request cannot make the scale flap.
 //
 // Pure: no timers, no I/O; the caller passes the time.
 import type { ScalingSettings } from '../../shared/spec.js';
@@ -81,6 +86,11 @@ export class Kpa {
   private maxPanicPods = 0;
   /** When the decision first reached 0 in the current run of zeros. */
   private zeroSinceMs: number | undefined;
+  /** The scale an urgent report asked for, held until urgentUntilMs. */
+  private urgentFloor = 0;
+  private urgentUntilMs = 0;
+  /** Ready sandboxes when the floor was set: what a burst is measured against. */
+  private urgentReady = 1;
 
   constructor(settings: ScalingSettings, options: KpaOptions = {}) {
     this.unlimitedTarget = options.unlimitedConcurrencyTarget ?? DEFAULT_UNLIMITED_CONCURRENCY_TARGET;
@@ -105,16 +115,25 @@ export class Kpa {
 
   /**
    * The scale to go to at once because requests queue with no capacity, or
-   * undefined to leave it to the next tick. `demand` is in flight + queued
-   * now, over every data plane; `active` counts sandboxes ready or starting.
+   * undefined to leave it to the next tick. `inFlight` and `queued` are now,
+   * over every data plane; `active` counts sandboxes ready or starting.
    */
-  urgent(nowMs: number, s: ScalingSettings, readySandboxes: number, active: number, demand: number): number | undefined {
+  urgent(nowMs: number, s: ScalingSettings, readySandboxes: number, active: number, inFlight: number, queued: number): number | undefined {
     const ready = Math.max(1, readySandboxes);
-    const want = clampScale(s, Math.min(Math.ceil(demand / targetPerSandbox(s, this.unlimitedTarget)), Math.ceil(ready * s.maxScaleUpRate)));
+    const target = targetPerSandbox(s, this.unlimitedTarget);
+    const want = clampScale(s, Math.min(Math.ceil((inFlight + queued) / target), Math.ceil(ready * s.maxScaleUpRate)));
     if (want <= active) return undefined;
-    const burst = want / ready >= s.panicThresholdPct / 100;
-    if (burst) this.startInPanic(nowMs, want);
-    else if (active > 0) return undefined;
+    // In flight + queued is a snapshot taken the moment a request queued, so
+    // it is biased high; only the queue alone being over the threshold is
+    // evidence of a burst (at a steady rate it rarely is, in a burst at once).
+    const burst = Math.ceil(queued / target) / ready >= s.panicThresholdPct / 100;
+    if (!burst && active > 0) return undefined;
+    if (nowMs >= this.urgentUntilMs) {
+      this.urgentFloor = 0;
+      this.urgentReady = ready;
+    }
+    this.urgentFloor = Math.max(this.urgentFloor, want);
+    this.urgentUntilMs = nowMs + s.panicWindowSec * 1000;
     this.zeroSinceMs = undefined;
     return want;
   }
@@ -151,10 +170,21 @@ export class Kpa {
       this.maxPanicPods = 0;
     }
 
-    let scale = stableScale;
+    let urgentFloor = nowMs < this.urgentUntilMs ? this.urgentFloor : 0;
+    if (urgentFloor > 0 && dppc / this.urgentReady >= s.panicThresholdPct / 100) {
+      // The burst has reached the panic window, measured against the sandboxes
+      // there were when it began (the floor has added more since, which would
+      // hide it): it is a panic now, which holds the floor for a stable window.
+      this.lastOverThresholdMs = nowMs;
+      this.maxPanicPods = Math.max(this.maxPanicPods, urgentFloor);
+      this.urgentUntilMs = 0;
+      urgentFloor = 0;
+    }
+    let scale = Math.max(stableScale, urgentFloor);
     if (this.lastOverThresholdMs !== undefined) {
-      // Provision for the larger of the two, and never decrease while panicking.
-      this.maxPanicPods = Math.max(this.maxPanicPods, stableScale, panicScale);
+      // Provision for the larger of the two, and never decrease while
+      // panicking: an urgent floor in force joins the panic's scale.
+      this.maxPanicPods = Math.max(this.maxPanicPods, stableScale, panicScale, urgentFloor);
       scale = this.maxPanicPods;
     }
 
