@@ -9,7 +9,7 @@ import { resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { BatonError } from './errors.js';
-import { deepFreeze, describeIssue, LOAD_BALANCING_POLICIES } from './spec.js';
+import { deepFreeze, describeIssue, LOAD_BALANCING_POLICIES, RUNTIMES } from './spec.js';
 
 /** Where new sandboxes go (reference/dirigent.md §4, with the request bug fixed). */
 export const PLACEMENT_POLICIES = ['random', 'round-robin', 'kubernetes', 'binpack'] as const;
@@ -85,6 +85,60 @@ export const dataPlaneSchema = z
   })
   .strict();
 
+/** The `oci` runtime (docs/runtimes.md). */
+export const ociSchema = z
+  .object({
+    /** The runc binary: a name on PATH or a path. */
+    runc: z.string().min(1).default('runc'),
+    /** runc's state directory (--root); default: <dataDir>/runc. */
+    stateDir: z.string().optional(),
+    /** The user sandboxes run as: nobody. */
+    uid: z.number().int().min(1).max(2 ** 31).default(65534),
+    gid: z.number().int().min(1).max(2 ** 31).default(65534),
+    /** The cgroup pids limit of one sandbox. */
+    pidsLimit: z.number().int().min(8).max(1_000_000).default(512),
+    /** Containers created ahead ("runc create") per function and network, started on demand. 0 disables. */
+    precreate: z.number().int().min(0).max(64).default(1),
+    /** `isolated` network: the bridge, its IPv4 subnet (a /16 to /24), and namespaces prepared ahead. */
+    bridge: z.string().regex(/^[a-z][a-z0-9]{0,10}$/, 'an interface name of at most 11 letters and digits').default('baton0'),
+    subnet: z
+      .string()
+      .regex(/^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\/(1[6-9]|2[0-4])$/, 'an IPv4 CIDR from /16 to /24')
+      .default('10.88.0.0/16'),
+    networkPoolSize: z.number().int().min(0).max(1024).default(8),
+  })
+  .strict();
+
+/** The `node` handler runtime. */
+export const nodeRuntimeSchema = z
+  .object({
+    /** Pre-booted runtime processes kept ready, not bound to any function. 0 disables the pool. */
+    poolSize: z.number().int().min(0).max(256).default(2),
+    /** The Node binary sandboxes run on; default: the one running the worker. */
+    nodePath: z.string().optional(),
+  })
+  .strict();
+
+/** How long an emulated sandbox takes to "start". */
+export const startDelaySchema = z
+  .object({
+    distribution: z.enum(['constant', 'uniform', 'exponential', 'lognormal']).default('constant'),
+    /** constant: the delay; uniform: the low bound; exponential and lognormal: the mean. */
+    ms: z.number().min(0).max(600_000).default(0),
+    /** uniform: the high bound. lognormal: the standard deviation. */
+    spreadMs: z.number().min(0).max(600_000).default(0),
+    /** Seed of the delays, for reproducible runs. */
+    seed: z.number().int().min(0).default(1),
+  })
+  .strict();
+
+/** The `emulated` runtime: nodes and sandboxes without processes, for scale experiments. */
+export const emulationSchema = z
+  .object({
+    startDelay: startDelaySchema.prefault({}),
+  })
+  .strict();
+
 export const workerSchema = z
   .object({
     id: z.string().min(1).optional(),
@@ -102,6 +156,15 @@ export const workerSchema = z
     cpuMillis: z.number().int().min(0).default(0),
     memoryMb: z.number().int().min(0).default(0),
     logLevel: logLevel.default('info'),
+    /**
+     * The runtimes this worker offers. Unset: every runtime that works here
+     * (`oci` only as root with runc installed). Naming one that cannot work
+     * is a start-up error that says why.
+     */
+    runtimes: z.array(z.enum(RUNTIMES)).min(1).optional(),
+    oci: ociSchema.prefault({}),
+    node: nodeRuntimeSchema.prefault({}),
+    emulation: emulationSchema.prefault({}),
   })
   .strict();
 

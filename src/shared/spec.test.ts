@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { BatonError } from './errors.js';
-import { fromFunctionSpecMessage, parseFunctionSpec, patchFunctionSpec, SCALING_DEFAULTS, toFunctionSpecMessage } from './spec.js';
+import { fromFunctionSpecMessage, parseFunctionSpec, patchFunctionSpec, SCALING_DEFAULTS, toFunctionSpecMessage, toSpecInput } from './spec.js';
 
 function invalid(input: unknown, field: string): void {
   assert.throws(
@@ -72,4 +72,45 @@ test('loadBalancing is validated and round-trips through protobuf', () => {
 test('the protobuf form round-trips', () => {
   const spec = parseFunctionSpec({ name: 'f', command: ['node', 'x.js'], env: { A: 'b' }, workdir: '/srv', scaling: { maxScale: 9 } });
   assert.deepEqual(fromFunctionSpecMessage(toFunctionSpecMessage(spec, 3n)), spec);
+});
+
+test('each runtime names its own code, and fields of other runtimes are refused', () => {
+  invalid({ name: 'f' }, 'command');
+  invalid({ name: 'f', runtime: 'oci' }, 'command');
+  invalid({ name: 'f', runtime: 'node', workdir: '/srv/f' }, 'handler');
+  invalid({ name: 'f', runtime: 'node', handler: 'index.handler' }, 'workdir');
+  invalid({ name: 'f', runtime: 'node', handler: 'index', workdir: '/srv/f' }, 'handler');
+  invalid({ name: 'f', runtime: 'node', handler: '../up.handler', workdir: '/srv/f' }, 'handler');
+  invalid({ name: 'f', runtime: 'node', handler: 'index.handler', workdir: '/srv/f', command: ['node'] }, 'command');
+  invalid({ name: 'f', command: ['x'], handler: 'index.handler' }, 'handler');
+  invalid({ name: 'f', command: ['x'], network: 'isolated' }, 'network');
+  invalid({ name: 'f', runtime: 'oci', command: ['x'], network: 'bridge' }, 'network');
+  invalid({ name: 'f', command: ['x'], emulation: { durationMs: 5 } }, 'emulation');
+  invalid({ name: 'f', runtime: 'wasm', command: ['x'] }, 'runtime');
+
+  const node = parseFunctionSpec({ name: 'f', runtime: 'node', handler: 'lib/app.main', workdir: '/srv/f' });
+  assert.deepEqual(node.command, []);
+  assert.equal(node.handler, 'lib/app.main');
+  const oci = parseFunctionSpec({ name: 'g', runtime: 'oci', command: ['/usr/bin/python3', '-m', 'http.server'], network: 'isolated' });
+  assert.equal(oci.network, 'isolated');
+  const emu = parseFunctionSpec({ name: 'h', runtime: 'emulated', emulation: { durationMs: 250 } });
+  assert.deepEqual(emu.emulation, { durationMs: 250 });
+  assert.equal(parseFunctionSpec({ name: 'i', runtime: 'emulated' }).emulation, undefined);
+});
+
+test('every runtime round-trips through protobuf and through the stored form', () => {
+  const specs = [
+    parseFunctionSpec({ name: 'a', runtime: 'node', handler: 'index.handler', workdir: '/srv/a' }),
+    parseFunctionSpec({ name: 'b', runtime: 'oci', command: ['/bin/sh'], network: 'isolated', workdir: '/srv/b' }),
+    parseFunctionSpec({ name: 'c', runtime: 'emulated', emulation: { durationMs: 0 } }),
+    parseFunctionSpec({ name: 'd', runtime: 'emulated' }),
+  ];
+  for (const spec of specs) {
+    assert.deepEqual(fromFunctionSpecMessage(toFunctionSpecMessage(spec, 1n)), spec);
+    assert.deepEqual(parseFunctionSpec(JSON.parse(JSON.stringify(toSpecInput(spec)))), spec);
+  }
+  // A runtime this build does not know is refused, not taken for "process".
+  const unknown = toFunctionSpecMessage(specs[1]!, 1n);
+  unknown.runtime = 'firecracker';
+  assert.throws(() => fromFunctionSpecMessage(unknown), (e: unknown) => e instanceof BatonError && e.code === 'UNSUPPORTED_RUNTIME');
 });

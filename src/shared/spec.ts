@@ -12,8 +12,24 @@ import { create } from '@bufbuild/protobuf';
 import { FunctionSpecSchema, type FunctionSpec as FunctionSpecMessage } from '../gen/baton/v1/common_pb.js';
 import { BatonError } from './errors.js';
 
-export const RUNTIMES = ['process'] as const;
+/**
+ * Sandbox runtimes (docs/runtimes.md): `process` runs the command as a plain
+ * process; `oci` runs it in a runc container; `node` serves a Lambda-style
+ * handler from a pre-booted Node process; `emulated` has no process at all.
+ */
+export const RUNTIMES = ['process', 'oci', 'node', 'emulated'] as const;
 export type RuntimeName = (typeof RUNTIMES)[number];
+
+export function isRuntimeName(name: string): name is RuntimeName {
+  return (RUNTIMES as readonly string[]).includes(name);
+}
+
+/** How an `oci` sandbox is networked: the host's stack on an allocated port, or its own namespace behind DNAT. */
+export const NETWORK_MODES = ['host', 'isolated'] as const;
+export type NetworkMode = (typeof NETWORK_MODES)[number];
+
+/** `file.export`: a module path relative to the function's directory, and the name it exports. */
+const HANDLER = /^[A-Za-z0-9_@][A-Za-z0-9_./@-]*\.[A-Za-z_$][A-Za-z0-9_$]*$/;
 
 /**
  * The data plane's load-balancing policies (reference/dirigent.md §3, fixed):
@@ -77,7 +93,18 @@ export const functionSpecSchema = z
   .object({
     name: z.string().regex(DNS_LABEL, 'must be a DNS label: lower-case letters, digits and "-", at most 63'),
     runtime: z.enum(RUNTIMES).default('process'),
-    command: z.array(z.string().min(1)).min(1, 'must name a program'),
+    /** The program and its arguments: for `process` and `oci`. */
+    command: z.array(z.string().min(1)).min(1, 'must name a program').optional(),
+    /** `file.export` in workdir: for `node`. */
+    handler: z
+      .string()
+      .regex(HANDLER, 'must be "file.export", the file relative to workdir (e.g. "index.handler")')
+      .refine((h) => !h.split('/').includes('..'), 'must stay inside workdir')
+      .optional(),
+    /** For `oci`: `host` (default) or `isolated`. */
+    network: z.enum(NETWORK_MODES).optional(),
+    /** For `emulated`: how long a request is held when it does not say (x-baton-emulate-ms). */
+    emulation: z.object({ durationMs: z.number().int().min(0).max(3_600_000) }).strict().optional(),
     workdir: z
       .string()
       .refine((p) => p.startsWith('/'), 'must be an absolute path')
@@ -91,17 +118,39 @@ export const functionSpecSchema = z
     /** The data planes' policy for this function; unset means each data plane's default. */
     loadBalancing: z.enum(LOAD_BALANCING_POLICIES).optional(),
   })
-  .strict();
+  .strict()
+  .superRefine((v, ctx) => {
+    const issue = (path: string, message: string): void => void ctx.addIssue({ code: 'custom', path: [path], message });
+    const needsCommand = v.runtime === 'process' || v.runtime === 'oci';
+    if (needsCommand && !v.command) issue('command', `is required for runtime "${v.runtime}"`);
+    if (v.runtime === 'node') {
+      if (!v.handler) issue('handler', 'is required for runtime "node" ("file.export")');
+      else if (!v.workdir) issue('workdir', 'is required for runtime "node": the directory the handler file is in');
+      if (v.command) issue('command', 'is not used by runtime "node": name a handler instead');
+    } else if (v.handler) {
+      issue('handler', 'is only for runtime "node"');
+    }
+    if (v.network && v.runtime !== 'oci') issue('network', 'is only for runtime "oci"');
+    if (v.emulation && v.runtime !== 'emulated') issue('emulation', 'is only for runtime "emulated"');
+  });
 
-/** A spec as users write it: everything but name and command may be left out. */
+/** A spec as users write it: everything but the name and the runtime's code (command or handler) may be left out. */
 export type FunctionSpecInput = z.input<typeof functionSpecSchema>;
 
 /** A spec with every default applied: what the store and the components hold. */
 export interface FunctionSpec {
   readonly name: string;
   readonly runtime: RuntimeName;
+  /** Empty for runtimes without a command (node, emulated). */
   readonly command: readonly string[];
+  /** The function's directory: the working directory, bound read-only into `oci` sandboxes, the handler's home for `node`. */
   readonly workdir?: string | undefined;
+  /** `file.export`, for `node`. */
+  readonly handler?: string | undefined;
+  /** For `oci`; unset means `host`. */
+  readonly network?: NetworkMode | undefined;
+  /** For `emulated`: the default time a request is held. */
+  readonly emulation?: Readonly<{ durationMs: number }> | undefined;
   readonly env: Readonly<Record<string, string>>;
   readonly resources: Readonly<{ cpuMillis: number; memoryMb: number }>;
   readonly scaling: Readonly<ScalingSettings>;
@@ -141,8 +190,11 @@ export function parseFunctionSpec(input: unknown): FunctionSpec {
   const spec: FunctionSpec = {
     name: v.name,
     runtime: v.runtime,
-    command: v.command,
+    command: v.command ?? [],
     workdir: v.workdir,
+    ...(v.handler === undefined ? {} : { handler: v.handler }),
+    ...(v.network === undefined ? {} : { network: v.network }),
+    ...(v.emulation === undefined ? {} : { emulation: v.emulation }),
     env: v.env,
     resources: { ...RESOURCE_DEFAULTS, ...v.resources },
     scaling: { ...SCALING_DEFAULTS, ...v.scaling },
@@ -151,6 +203,15 @@ export function parseFunctionSpec(input: unknown): FunctionSpec {
   };
   checkScaling(spec.scaling);
   return deepFreeze(spec);
+}
+
+/**
+ * A spec as a user would write it, to store or show: what parseFunctionSpec
+ * reads back to the same spec (a runtime without a command has none).
+ */
+export function toSpecInput(spec: FunctionSpec): FunctionSpecInput {
+  const { command, ...rest } = spec;
+  return command.length > 0 ? { ...rest, command: [...command] } : { ...rest };
 }
 
 /** The fields a PATCH may change in place: they steer scaling and routing, not the sandboxes. */
@@ -197,17 +258,31 @@ export function toFunctionSpecMessage(spec: FunctionSpec, revision: bigint): Fun
     timeoutMs: spec.timeoutMs,
     revision,
     loadBalancing: spec.loadBalancing ?? '',
+    handler: spec.handler ?? '',
+    network: spec.network ?? '',
+    emulatedDurationMs: spec.emulation?.durationMs ?? 0,
+    hasEmulation: spec.emulation !== undefined,
   });
 }
 
-/** The inverse of toFunctionSpecMessage, for receivers (data planes, workers). */
+/**
+ * The inverse of toFunctionSpecMessage, for receivers (data planes, workers).
+ * A runtime this build does not know (a newer control plane's) is refused
+ * with UNSUPPORTED_RUNTIME rather than guessed at.
+ */
 export function fromFunctionSpecMessage(m: FunctionSpecMessage): FunctionSpec {
-  const runtime = (RUNTIMES as readonly string[]).includes(m.runtime) ? (m.runtime as RuntimeName) : 'process';
+  const runtime = m.runtime === '' ? 'process' : m.runtime;
+  if (!isRuntimeName(runtime)) {
+    throw new BatonError('UNSUPPORTED_RUNTIME', `function "${m.name}" needs runtime "${runtime}", which this build does not know`);
+  }
   return deepFreeze({
     name: m.name,
     runtime,
     command: [...m.command],
     workdir: m.workdir === '' ? undefined : m.workdir,
+    ...(m.handler === '' ? {} : { handler: m.handler }),
+    ...((NETWORK_MODES as readonly string[]).includes(m.network) ? { network: m.network as NetworkMode } : {}),
+    ...(m.hasEmulation ? { emulation: { durationMs: m.emulatedDurationMs } } : {}),
     env: { ...m.env },
     resources: {
       cpuMillis: m.resources?.cpuMillis ?? RESOURCE_DEFAULTS.cpuMillis,

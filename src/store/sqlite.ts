@@ -9,7 +9,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { BatonError } from '../shared/errors.js';
-import { parseFunctionSpec } from '../shared/spec.js';
+import { parseFunctionSpec, toSpecInput } from '../shared/spec.js';
 import type { ClusterStore, StoredDataPlane, StoredFunction, StoredWorker } from './store.js';
 
 const SCHEMA = `
@@ -100,7 +100,7 @@ export class SqliteStore implements ClusterStore {
         .prepare(
           'INSERT INTO functions (name, revision, spec, created_at_ms, updated_at_ms) VALUES (?, ?, ?, ?, ?) ON CONFLICT(name) DO NOTHING',
         )
-        .run(fn.spec.name, fn.revision, JSON.stringify(fn.spec), fn.createdAtMs, fn.updatedAtMs);
+        .run(fn.spec.name, fn.revision, JSON.stringify(toSpecInput(fn.spec)), fn.createdAtMs, fn.updatedAtMs);
       if (r.changes === 0) throw new BatonError('FUNCTION_EXISTS', `function ${fn.spec.name} already exists`);
     });
   }
@@ -109,7 +109,7 @@ export class SqliteStore implements ClusterStore {
     return this.run('update function', () => {
       const r = this.db
         .prepare('UPDATE functions SET revision = ?, spec = ?, updated_at_ms = ? WHERE name = ? AND revision = ?')
-        .run(fn.revision, JSON.stringify(fn.spec), fn.updatedAtMs, fn.spec.name, expectedRevision);
+        .run(fn.revision, JSON.stringify(toSpecInput(fn.spec)), fn.updatedAtMs, fn.spec.name, expectedRevision);
       return r.changes === 1;
     });
   }

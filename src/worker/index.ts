@@ -83,14 +83,17 @@ export class Worker {
     };
     this.metrics = createMetricsRegistry('worker');
     const workerMetrics = new WorkerMetrics(this.metrics);
-    this.runtimes = createRuntimes({
+    const built = createRuntimes({
+      workerId: this.id,
       config,
       dataDir: this.dataDir,
       log: this.log,
       ports: new PortAllocator(config.host),
     });
+    this.runtimes = built.runtimes;
     this.table = new SandboxTable({
       runtimes: this.runtimes,
+      missingRuntimes: built.missing,
       metrics: workerMetrics,
       log: this.log,
       onUnexpectedExit: (sandbox, exit) => this.reportExit(sandbox, exit),
@@ -104,7 +107,9 @@ export class Worker {
       await worker.start();
     } catch (err) {
       worker.currentState = 'FAILED';
+      worker.killSandboxesOnExit();
       process.off('exit', worker.killSandboxesOnExit);
+      for (const runtime of worker.runtimes.values()) await runtime.close?.().catch(() => undefined);
       await worker.server?.close(0);
       throw err;
     }
@@ -140,6 +145,8 @@ export class Worker {
       throw new BatonError('CONFIG_INVALID', `dataDir: cannot create ${sandboxDir}: ${(err as Error).message}`, { cause: err });
     }
     process.on('exit', this.killSandboxesOnExit);
+    // Pools, bridges and the leftovers of an earlier run, before the control plane can ask for anything.
+    for (const runtime of this.runtimes.values()) await runtime.start?.();
     try {
       this.server = await startRpcServer({
         host: config.host,
@@ -186,6 +193,7 @@ export class Worker {
     try {
       await this.membership?.stop();
       await this.table.deleteAll();
+      for (const runtime of this.runtimes.values()) await runtime.close?.();
       await this.server?.close(1000);
       process.off('exit', this.killSandboxesOnExit);
       this.currentState = 'STOPPED';
@@ -204,7 +212,7 @@ export class Worker {
       workerId: this.id,
       sandboxId: sandbox.sandboxId,
       function: sandbox.function,
-      reason: 'exited',
+      reason: exit.reason ?? 'exited',
       message: exit.message,
       exitCode: exitStatus(exit),
       signal: exit.signal ?? '',

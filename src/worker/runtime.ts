@@ -8,18 +8,39 @@
 // control plane and refuses specs naming any other with UNSUPPORTED_RUNTIME.
 import { constants as osConstants } from 'node:os';
 import type { WorkerConfig } from '../shared/config.js';
+import { BatonError } from '../shared/errors.js';
 import type { Logger } from '../shared/logging.js';
 import type { FunctionSpec } from '../shared/spec.js';
 import type { PortAllocator } from './ports.js';
 import { ProcessRuntime } from './runtimes/process.js';
 
-/** Where the time of one sandbox creation went, in microseconds. */
+/**
+ * Where the time of one sandbox creation went on the worker, in
+ * microseconds. A stage a runtime does not have is 0.
+ */
 export interface SandboxLatency {
   readonly portAllocationUs: number;
+  /** Preparing before the start: an OCI bundle and "runc create", taking a pooled process. */
+  readonly runtimeCreateUs: number;
+  /** Network namespace, veth, DNAT. */
+  readonly networkUs: number;
+  /** Starting the sandbox: spawn, "runc start", a pooled runtime loading the function. */
   readonly spawnUs: number;
   readonly readinessProbeUs: number;
   readonly totalUs: number;
+  /** The sandbox came ready-made, or nearly, from a pool (a pre-created container, a pre-booted runtime). */
+  readonly pooled: boolean;
 }
+
+export const EMPTY_LATENCY: SandboxLatency = Object.freeze({
+  portAllocationUs: 0,
+  runtimeCreateUs: 0,
+  networkUs: 0,
+  spawnUs: 0,
+  readinessProbeUs: 0,
+  totalUs: 0,
+  pooled: false,
+});
 
 /** How a sandbox's process ended. */
 export interface SandboxExit {
@@ -29,6 +50,8 @@ export interface SandboxExit {
   readonly signal: string | null;
   /** One line for humans: how it ended and the tail of its output. */
   readonly message: string;
+  /** Why, when the runtime knows more than the status: `oom` for a kill by the memory limit. */
+  readonly reason?: 'exited' | 'oom';
 }
 
 export interface SandboxStartRequest {
@@ -71,10 +94,30 @@ export interface SandboxRuntime {
    * synchronously: the last resort when the worker process exits without stop().
    */
   killAllNow(): void;
+  /**
+   * Prepares what the runtime keeps ahead (pools, a bridge, namespaces) and
+   * cleans what an earlier run of this worker left. The worker awaits it
+   * before it registers.
+   */
+  start?(): Promise<void>;
+  /**
+   * Releases everything the runtime holds besides sandboxes (pools, network,
+   * state directories). The worker calls it after every sandbox is deleted.
+   */
+  close?(): Promise<void>;
+}
+
+/** One runtime as the worker knows it before building it. */
+export interface RuntimeFactory {
+  /** Why the runtime cannot work on this machine (not root, runc missing), or undefined when it can. */
+  unavailable?(context: RuntimeContext): string | undefined;
+  create(context: RuntimeContext): SandboxRuntime;
 }
 
 /** What every runtime is built from. */
 export interface RuntimeContext {
+  /** The worker's id: names what the runtime makes (containers, cgroups), so that workers sharing a machine never touch each other's. */
+  readonly workerId: string;
   readonly config: WorkerConfig;
   /** config.dataDir, made absolute. */
   readonly dataDir: string;
@@ -82,23 +125,52 @@ export interface RuntimeContext {
   readonly ports: PortAllocator;
 }
 
-export const RUNTIME_FACTORIES: Readonly<Record<string, (context: RuntimeContext) => SandboxRuntime>> = Object.freeze({
-  process: (c: RuntimeContext) =>
-    new ProcessRuntime({
-      host: c.config.host,
-      dataDir: c.dataDir,
-      startTimeoutMs: c.config.sandboxStartTimeoutMs,
-      stopGraceMs: c.config.stopGraceMs,
-      log: c.log,
-      ports: c.ports,
-    }),
+export const RUNTIME_FACTORIES: Readonly<Record<string, RuntimeFactory>> = Object.freeze({
+  process: {
+    create: (c: RuntimeContext) =>
+      new ProcessRuntime({
+        host: c.config.host,
+        dataDir: c.dataDir,
+        startTimeoutMs: c.config.sandboxStartTimeoutMs,
+        stopGraceMs: c.config.stopGraceMs,
+        log: c.log,
+        ports: c.ports,
+      }),
+  },
 });
 
-/** Builds every registered runtime, keyed by name. */
-export function createRuntimes(context: RuntimeContext): ReadonlyMap<string, SandboxRuntime> {
+export interface BuiltRuntimes {
+  readonly runtimes: ReadonlyMap<string, SandboxRuntime>;
+  /** Runtimes this worker does not offer, with why: an UNSUPPORTED_RUNTIME error quotes it. */
+  readonly missing: ReadonlyMap<string, string>;
+}
+
+/**
+ * Builds the runtimes the worker offers: config.runtimes, or every
+ * registered runtime that works here. Naming one that cannot work is a
+ * CONFIG_INVALID error that says why.
+ */
+export function createRuntimes(context: RuntimeContext): BuiltRuntimes {
   const runtimes = new Map<string, SandboxRuntime>();
-  for (const [name, factory] of Object.entries(RUNTIME_FACTORIES)) runtimes.set(name, factory(context));
-  return runtimes;
+  const missing = new Map<string, string>();
+  const wanted = context.config.runtimes;
+  for (const [name, factory] of Object.entries(RUNTIME_FACTORIES)) {
+    if (wanted && !wanted.includes(name as (typeof wanted)[number])) {
+      missing.set(name, 'this worker is configured without it (runtimes)');
+      continue;
+    }
+    const why = factory.unavailable?.(context);
+    if (why !== undefined) {
+      if (wanted) throw new BatonError('CONFIG_INVALID', `runtimes: "${name}" cannot run on this machine: ${why}`);
+      missing.set(name, why);
+      continue;
+    }
+    runtimes.set(name, factory.create(context));
+  }
+  for (const name of wanted ?? []) {
+    if (!RUNTIME_FACTORIES[name]) throw new BatonError('CONFIG_INVALID', `runtimes: "${name}" is not built into this worker`);
+  }
+  return { runtimes, missing };
 }
 
 /** The exit status to report: the code, or the shell's 128 + signal number for a signalled exit. */

@@ -33,6 +33,8 @@ export interface SandboxInfo {
 
 export interface SandboxTableOptions {
   readonly runtimes: ReadonlyMap<string, SandboxRuntime>;
+  /** Runtimes this worker does not offer, with why. */
+  readonly missingRuntimes?: ReadonlyMap<string, string>;
   readonly metrics: WorkerMetrics;
   readonly log: Logger;
   /** Called once for each ready sandbox that exits without being deleted, after it is forgotten. */
@@ -84,9 +86,11 @@ export class SandboxTable {
     if (this.closed) throw new BatonError('UNAVAILABLE', 'the worker is stopping and creates no sandboxes');
     const runtime = this.options.runtimes.get(runtimeName);
     if (!runtime) {
+      const why = this.options.missingRuntimes?.get(runtimeName);
       throw new BatonError(
         'UNSUPPORTED_RUNTIME',
-        `function "${spec.name}" needs runtime "${runtimeName}", which this worker does not have (it has: ${[...this.options.runtimes.keys()].join(', ')})`,
+        `function "${spec.name}" needs runtime "${runtimeName}", which this worker does not have` +
+          `${why ? `: ${why}` : ''} (it has: ${[...this.options.runtimes.keys()].join(', ')})`,
       );
     }
     const entry: Entry = {

@@ -45,19 +45,22 @@ export function workerServiceImpl(context: WorkerServiceContext): ServiceImpl<ty
       const fn = req.function;
       if (!fn) throw new BatonError('INVALID_SPEC', 'function: is required', { details: { field: 'function' } });
       if (!fn.name) throw new BatonError('INVALID_SPEC', 'function.name: is required', { details: { field: 'name' } });
-      if (fn.command.length === 0 || !fn.command[0]) {
+      const spec = fromFunctionSpecMessage(fn);
+      if ((spec.runtime === 'process' || spec.runtime === 'oci') && !spec.command[0]) {
         throw new BatonError('INVALID_SPEC', `function "${fn.name}": command must name a program`, {
           details: { field: 'command' },
         });
       }
-      const spec = fromFunctionSpecMessage(fn);
+      if (spec.runtime === 'node' && !spec.handler) {
+        throw new BatonError('INVALID_SPEC', `function "${fn.name}": runtime "node" needs a handler`, { details: { field: 'handler' } });
+      }
       // A caller that gives up (its deadline passed, or it died) will never
       // learn of this sandbox, so nothing would ever delete it: stop it now.
       const abandon = (): void => void table.delete(req.sandboxId);
       ctx.signal.addEventListener('abort', abandon, { once: true });
       try {
-        const sandbox = await table.create(req.sandboxId, spec, fn.revision, fn.runtime || 'process');
-        return { sandbox: toSandbox(sandbox), latency: toLatency(sandbox.latency) };
+        const sandbox = await table.create(req.sandboxId, spec, fn.revision, spec.runtime);
+        return { sandbox: toSandbox(sandbox), latency: toLatency(sandbox.latency, sandbox.runtime) };
       } finally {
         ctx.signal.removeEventListener('abort', abandon);
       }
@@ -84,12 +87,16 @@ function checkSandboxId(id: string): void {
   }
 }
 
-function toLatency(l: SandboxLatency | undefined): MessageInitShape<typeof SandboxLatencyBreakdownSchema> {
-  if (!l) return {};
+function toLatency(l: SandboxLatency | undefined, runtime: string): MessageInitShape<typeof SandboxLatencyBreakdownSchema> {
+  if (!l) return { runtime };
   return {
+    runtime,
     totalUs: BigInt(l.totalUs),
     portAllocationUs: BigInt(l.portAllocationUs),
     spawnUs: BigInt(l.spawnUs),
     readinessProbeUs: BigInt(l.readinessProbeUs),
+    runtimeCreateUs: BigInt(l.runtimeCreateUs),
+    networkUs: BigInt(l.networkUs),
+    pooled: l.pooled,
   };
 }

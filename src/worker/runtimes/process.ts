@@ -26,9 +26,9 @@ import { BatonError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logging.js';
 import type { FunctionSpec } from '../../shared/spec.js';
 import type { PortAllocator } from '../ports.js';
-import { probeHost, probeOnce } from '../probe.js';
+import { probeHost, waitUntilReady } from '../probe.js';
 import { signalGroup, waitGroupGone } from '../process-group.js';
-import type { RuntimeSandbox, SandboxExit, SandboxLatency, SandboxRuntime, SandboxStartRequest } from '../runtime.js';
+import { EMPTY_LATENCY, type RuntimeSandbox, type SandboxExit, type SandboxLatency, type SandboxRuntime, type SandboxStartRequest } from '../runtime.js';
 
 export interface ProcessRuntimeOptions {
   /** The worker's bind host: sandboxes get it as $HOST and bind there. */
@@ -42,24 +42,6 @@ export interface ProcessRuntimeOptions {
 }
 
 const SANDBOX_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
-
-// Readiness polling. Refused connects on loopback cost tens of microseconds,
-// so during the first second the probe runs every millisecond (about 5 % of a
-// core while a sandbox boots): a cold start is judged against raw
-// spawn-to-first-response + 5 ms (DESIGN.md), and every millisecond between
-// the sandbox binding its port and the next probe is added to it. A ×1.5
-// back-off to 50 ms would probe at 32 ms and then 49 ms for a ~30 ms Node
-// boot. After that second nothing is interactive any more and the gap grows
-// ×1.5 to 50 ms.
-const PROBE_FIRST_DELAY_MS = 1;
-const PROBE_BACKOFF = 1.5;
-const PROBE_FAST_PHASE_MS = 1000;
-const PROBE_FAST_MAX_DELAY_MS = 1;
-const PROBE_MAX_DELAY_MS = 50;
-// A connected probe with no answer yet is given 25 ms, doubling on each timeout
-// (up to 1 s), so a slow first response is not cut off again and again.
-const PROBE_ATTEMPT_TIMEOUT_MS = 25;
-const PROBE_MAX_ATTEMPT_TIMEOUT_MS = 1000;
 
 /** How long to wait for the group to vanish after SIGKILL before giving up with a warning. */
 const KILL_WAIT_MS = 5000;
@@ -140,7 +122,7 @@ export class ProcessRuntime implements SandboxRuntime {
     const sandbox = new ProcessSandbox(child, pid, sandboxId, port, logPath, this.options);
     this.live.add(sandbox);
     void sandbox.exited.then(() => this.live.delete(sandbox));
-    const outcome = await this.waitReady(sandbox, signal);
+    const outcome = await waitUntilReady({ host: this.probeHost, port, timeoutMs: this.options.startTimeoutMs, signal, exited: sandbox.exited });
     const t3 = process.hrtime.bigint();
     if (outcome === 'ready') {
       sandbox.latency = {
@@ -148,6 +130,9 @@ export class ProcessRuntime implements SandboxRuntime {
         spawnUs: us(t2 - t1),
         readinessProbeUs: us(t3 - t2),
         totalUs: us(t3 - t0),
+        runtimeCreateUs: 0,
+        networkUs: 0,
+        pooled: false,
       };
       return sandbox;
     }
@@ -173,46 +158,18 @@ export class ProcessRuntime implements SandboxRuntime {
   killAllNow(): void {
     for (const sandbox of this.live) sandbox.killNow();
   }
-
-  private async waitReady(sandbox: ProcessSandbox, signal: AbortSignal): Promise<'ready' | 'exited' | 'aborted' | 'timeout'> {
-    const started = performance.now();
-    const deadline = started + this.options.startTimeoutMs;
-    let delayMs = PROBE_FIRST_DELAY_MS;
-    let attemptTimeoutMs = PROBE_ATTEMPT_TIMEOUT_MS;
-    const onAbort = (): void => sandbox.wake();
-    signal.addEventListener('abort', onAbort, { once: true });
-    try {
-      for (;;) {
-        if (sandbox.hasExited) return 'exited';
-        if (signal.aborted) return 'aborted';
-        const left = deadline - performance.now();
-        if (left <= 0) return 'timeout';
-        const result = await probeOnce(this.probeHost, sandbox.port, Math.min(attemptTimeoutMs, left));
-        if (result === 'ready') return 'ready';
-        if (result === 'timeout') attemptTimeoutMs = Math.min(attemptTimeoutMs * 2, PROBE_MAX_ATTEMPT_TIMEOUT_MS);
-        const now = performance.now();
-        if (now >= deadline) return 'timeout';
-        await sandbox.pause(Math.min(delayMs, deadline - now));
-        const cap = now - started < PROBE_FAST_PHASE_MS ? PROBE_FAST_MAX_DELAY_MS : PROBE_MAX_DELAY_MS;
-        delayMs = Math.min(delayMs * PROBE_BACKOFF, cap);
-      }
-    } finally {
-      signal.removeEventListener('abort', onAbort);
-    }
-  }
 }
 
 /** One running process sandbox: the group leader's ChildProcess and what is needed to end it. */
 class ProcessSandbox implements RuntimeSandbox {
   readonly exited: Promise<SandboxExit>;
-  latency: SandboxLatency = { portAllocationUs: 0, spawnUs: 0, readinessProbeUs: 0, totalUs: 0 };
+  latency: SandboxLatency = EMPTY_LATENCY;
   private exitCode: number | null = null;
   private exitSignal: NodeJS.Signals | null = null;
   private reaped = false;
   private readonly reapedEvent: Promise<void>;
   private stopRequested = false;
   private stopping: Promise<void> | undefined;
-  private wakeUp: (() => void) | undefined;
   private portReleased = false;
 
   constructor(
@@ -235,7 +192,6 @@ class ProcessSandbox implements RuntimeSandbox {
           signalGroup(pid, 'SIGKILL');
           this.releasePort();
         }
-        this.wake();
         resolve();
       });
     });
@@ -257,23 +213,6 @@ class ProcessSandbox implements RuntimeSandbox {
   describeExit(): string {
     if (this.exitSignal) return `was killed by ${this.exitSignal}`;
     return `exited with code ${this.exitCode ?? 'unknown'}`;
-  }
-
-  /** Sleeps up to ms; wake() (process exit, abort) ends it early. */
-  pause(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const done = (): void => {
-        clearTimeout(timer);
-        this.wakeUp = undefined;
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      this.wakeUp = done;
-    });
-  }
-
-  wake(): void {
-    this.wakeUp?.();
   }
 
   /** Once only: after release the port may be handed to another sandbox. */

@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file baton/v1/common.proto.
  */
 export const file_baton_v1_common: GenFile = /*@__PURE__*/
-  fileDesc("ChViYXRvbi92MS9jb21tb24ucHJvdG8SCGJhdG9uLnYxIjIKCVJlc291cmNlcxISCgpjcHVfbWlsbGlzGAEgASgNEhEKCW1lbW9yeV9tYhgCIAEoDSKhAgoPU2NhbGluZ1NldHRpbmdzEhEKCW1pbl9zY2FsZRgBIAEoDRIRCgltYXhfc2NhbGUYAiABKA0SHQoVY29udGFpbmVyX2NvbmN1cnJlbmN5GAMgASgNEh4KFnRhcmdldF91dGlsaXphdGlvbl9wY3QYBCABKA0SGQoRc3RhYmxlX3dpbmRvd19zZWMYBSABKA0SGAoQcGFuaWNfd2luZG93X3NlYxgGIAEoDRIbChNwYW5pY190aHJlc2hvbGRfcGN0GAcgASgNEhkKEW1heF9zY2FsZV91cF9yYXRlGAggASgBEhsKE21heF9zY2FsZV9kb3duX3JhdGUYCSABKAESHwoXc2NhbGVfdG9femVyb19ncmFjZV9zZWMYCiABKA0iuwIKDEZ1bmN0aW9uU3BlYxIMCgRuYW1lGAEgASgJEg8KB3J1bnRpbWUYAiABKAkSDwoHY29tbWFuZBgDIAMoCRIPCgd3b3JrZGlyGAQgASgJEiwKA2VudhgFIAMoCzIfLmJhdG9uLnYxLkZ1bmN0aW9uU3BlYy5FbnZFbnRyeRImCglyZXNvdXJjZXMYBiABKAsyEy5iYXRvbi52MS5SZXNvdXJjZXMSKgoHc2NhbGluZxgHIAEoCzIZLmJhdG9uLnYxLlNjYWxpbmdTZXR0aW5ncxISCgp0aW1lb3V0X21zGAggASgNEhAKCHJldmlzaW9uGAkgASgEEhYKDmxvYWRfYmFsYW5jaW5nGAogASgJGioKCEVudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiVAoIRW5kcG9pbnQSEgoKc2FuZGJveF9pZBgBIAEoCRIQCghmdW5jdGlvbhgCIAEoCRIPCgdhZGRyZXNzGAMgASgJEhEKCXdvcmtlcl9pZBgEIAEoCSKmAQoHU2FuZGJveBISCgpzYW5kYm94X2lkGAEgASgJEhAKCGZ1bmN0aW9uGAIgASgJEg8KB2FkZHJlc3MYAyABKAkSJQoFc3RhdGUYBCABKA4yFi5iYXRvbi52MS5TYW5kYm94U3RhdGUSCwoDcGlkGAUgASgNEhUKDWNyZWF0ZWRfYXRfbXMYBiABKAMSGQoRZnVuY3Rpb25fcmV2aXNpb24YByABKAQidQoXU2FuZGJveExhdGVuY3lCcmVha2Rvd24SEAoIdG90YWxfdXMYASABKAQSGgoScG9ydF9hbGxvY2F0aW9uX3VzGAIgASgEEhAKCHNwYXduX3VzGAMgASgEEhoKEnJlYWRpbmVzc19wcm9iZV91cxgEIAEoBCIFCgNBY2sqmAEKDFNhbmRib3hTdGF0ZRIdChlTQU5EQk9YX1NUQVRFX1VOU1BFQ0lGSUVEEAASGgoWU0FOREJPWF9TVEFURV9TVEFSVElORxABEhcKE1NBTkRCT1hfU1RBVEVfUkVBRFkQAhIaChZTQU5EQk9YX1NUQVRFX1NUT1BQSU5HEAMSGAoUU0FOREJPWF9TVEFURV9GQUlMRUQQBGIGcHJvdG8z");
+  fileDesc("ChViYXRvbi92MS9jb21tb24ucHJvdG8SCGJhdG9uLnYxIjIKCVJlc291cmNlcxISCgpjcHVfbWlsbGlzGAEgASgNEhEKCW1lbW9yeV9tYhgCIAEoDSKhAgoPU2NhbGluZ1NldHRpbmdzEhEKCW1pbl9zY2FsZRgBIAEoDRIRCgltYXhfc2NhbGUYAiABKA0SHQoVY29udGFpbmVyX2NvbmN1cnJlbmN5GAMgASgNEh4KFnRhcmdldF91dGlsaXphdGlvbl9wY3QYBCABKA0SGQoRc3RhYmxlX3dpbmRvd19zZWMYBSABKA0SGAoQcGFuaWNfd2luZG93X3NlYxgGIAEoDRIbChNwYW5pY190aHJlc2hvbGRfcGN0GAcgASgNEhkKEW1heF9zY2FsZV91cF9yYXRlGAggASgBEhsKE21heF9zY2FsZV9kb3duX3JhdGUYCSABKAESHwoXc2NhbGVfdG9femVyb19ncmFjZV9zZWMYCiABKA0ikgMKDEZ1bmN0aW9uU3BlYxIMCgRuYW1lGAEgASgJEg8KB3J1bnRpbWUYAiABKAkSDwoHY29tbWFuZBgDIAMoCRIPCgd3b3JrZGlyGAQgASgJEiwKA2VudhgFIAMoCzIfLmJhdG9uLnYxLkZ1bmN0aW9uU3BlYy5FbnZFbnRyeRImCglyZXNvdXJjZXMYBiABKAsyEy5iYXRvbi52MS5SZXNvdXJjZXMSKgoHc2NhbGluZxgHIAEoCzIZLmJhdG9uLnYxLlNjYWxpbmdTZXR0aW5ncxISCgp0aW1lb3V0X21zGAggASgNEhAKCHJldmlzaW9uGAkgASgEEhYKDmxvYWRfYmFsYW5jaW5nGAogASgJEg8KB2hhbmRsZXIYCyABKAkSDwoHbmV0d29yaxgMIAEoCRIcChRlbXVsYXRlZF9kdXJhdGlvbl9tcxgNIAEoDRIVCg1oYXNfZW11bGF0aW9uGA4gASgIGioKCEVudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiVAoIRW5kcG9pbnQSEgoKc2FuZGJveF9pZBgBIAEoCRIQCghmdW5jdGlvbhgCIAEoCRIPCgdhZGRyZXNzGAMgASgJEhEKCXdvcmtlcl9pZBgEIAEoCSKmAQoHU2FuZGJveBISCgpzYW5kYm94X2lkGAEgASgJEhAKCGZ1bmN0aW9uGAIgASgJEg8KB2FkZHJlc3MYAyABKAkSJQoFc3RhdGUYBCABKA4yFi5iYXRvbi52MS5TYW5kYm94U3RhdGUSCwoDcGlkGAUgASgNEhUKDWNyZWF0ZWRfYXRfbXMYBiABKAMSGQoRZnVuY3Rpb25fcmV2aXNpb24YByABKAQixQEKF1NhbmRib3hMYXRlbmN5QnJlYWtkb3duEhAKCHRvdGFsX3VzGAEgASgEEhoKEnBvcnRfYWxsb2NhdGlvbl91cxgCIAEoBBIQCghzcGF3bl91cxgDIAEoBBIaChJyZWFkaW5lc3NfcHJvYmVfdXMYBCABKAQSGQoRcnVudGltZV9jcmVhdGVfdXMYBSABKAQSEgoKbmV0d29ya191cxgGIAEoBBIPCgdydW50aW1lGAcgASgJEg4KBnBvb2xlZBgIIAEoCCIFCgNBY2sqmAEKDFNhbmRib3hTdGF0ZRIdChlTQU5EQk9YX1NUQVRFX1VOU1BFQ0lGSUVEEAASGgoWU0FOREJPWF9TVEFURV9TVEFSVElORxABEhcKE1NBTkRCT1hfU1RBVEVfUkVBRFkQAhIaChZTQU5EQk9YX1NUQVRFX1NUT1BQSU5HEAMSGAoUU0FOREJPWF9TVEFURV9GQUlMRUQQBGIGcHJvdG8z");
 
 /**
  * Compute resources, in the units named by the fields.
@@ -169,6 +169,32 @@ export type FunctionSpec = Message<"baton.v1.FunctionSpec"> & {
    * @generated from field: string load_balancing = 10;
    */
   loadBalancing: string;
+
+  /**
+   * runtime "node": "file.export" in workdir.
+   *
+   * @generated from field: string handler = 11;
+   */
+  handler: string;
+
+  /**
+   * runtime "oci": "host" (empty) or "isolated".
+   *
+   * @generated from field: string network = 12;
+   */
+  network: string;
+
+  /**
+   * runtime "emulated": how long a request is held when it does not say.
+   *
+   * @generated from field: uint32 emulated_duration_ms = 13;
+   */
+  emulatedDurationMs: number;
+
+  /**
+   * @generated from field: bool has_emulation = 14;
+   */
+  hasEmulation: boolean;
 };
 
 /**
@@ -267,10 +293,15 @@ export const SandboxSchema: GenMessage<Sandbox> = /*@__PURE__*/
  * Where the time of one sandbox creation went, as Dirigent's
  * SandboxCreationBreakdown, in microseconds.
  *
+ * The worker fills the stages it runs; the control plane adds placement and
+ * propagation (reference/dirigent.md: SandboxCreationBreakdown).
+ *
  * @generated from message baton.v1.SandboxLatencyBreakdown
  */
 export type SandboxLatencyBreakdown = Message<"baton.v1.SandboxLatencyBreakdown"> & {
   /**
+   * On the worker: from the CreateSandbox call to the readiness probe passing.
+   *
    * @generated from field: uint64 total_us = 1;
    */
   totalUs: bigint;
@@ -281,6 +312,9 @@ export type SandboxLatencyBreakdown = Message<"baton.v1.SandboxLatencyBreakdown"
   portAllocationUs: bigint;
 
   /**
+   * Starting the sandbox's process: spawn, "runc start", or a pooled
+   * runtime told to load the function (Dirigent: SandboxStart).
+   *
    * @generated from field: uint64 spawn_us = 3;
    */
   spawnUs: bigint;
@@ -289,6 +323,33 @@ export type SandboxLatencyBreakdown = Message<"baton.v1.SandboxLatencyBreakdown"
    * @generated from field: uint64 readiness_probe_us = 4;
    */
   readinessProbeUs: bigint;
+
+  /**
+   * Preparing the sandbox before it starts: writing an OCI bundle and
+   * "runc create", taking a pooled process (Dirigent: SandboxCreate).
+   *
+   * @generated from field: uint64 runtime_create_us = 5;
+   */
+  runtimeCreateUs: bigint;
+
+  /**
+   * Network namespace, veth and DNAT rules (Dirigent: NetworkSetup + Iptables).
+   *
+   * @generated from field: uint64 network_us = 6;
+   */
+  networkUs: bigint;
+
+  /**
+   * Which runtime made the sandbox, and whether it came from a pool ready-made.
+   *
+   * @generated from field: string runtime = 7;
+   */
+  runtime: string;
+
+  /**
+   * @generated from field: bool pooled = 8;
+   */
+  pooled: boolean;
 };
 
 /**
