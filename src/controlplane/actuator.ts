@@ -19,13 +19,14 @@
 // Scale-down picks victims by the eviction policy and drains them on every
 // data plane (their in-flight requests finish) before deleting them.
 import { create } from '@bufbuild/protobuf';
-import { EndpointSchema } from '../gen/baton/v1/common_pb.js';
+import { EndpointSchema, type SandboxLatencyBreakdown } from '../gen/baton/v1/common_pb.js';
 import type { ControlPlaneConfig } from '../shared/config.js';
 import { type ErrorCode, ERROR_CODES } from '../shared/errors.js';
 import { sandboxId } from '../shared/ids.js';
 import type { Logger } from '../shared/logging.js';
 import { fromRpcError } from '../shared/rpc.js';
 import { toFunctionSpecMessage } from '../shared/spec.js';
+import { ColdStartTrace, RECENT_CREATIONS, type CreationRecord } from './creation-trace.js';
 import { isLive, type FunctionState, type SandboxRecord } from './function-state.js';
 import type { DataPlaneMember, Membership, WorkerMember } from './membership.js';
 import { explainNoFit, type PlacementCandidate, type PlacementPolicy } from './placement/index.js';
@@ -54,6 +55,7 @@ export class Actuator {
     private readonly evict: EvictionPolicy,
     private readonly metrics: ControlPlaneMetrics,
     private readonly log: Logger,
+    private readonly trace?: ColdStartTrace,
   ) {}
 
   /** Stops launching anything: the control plane is stopping. */
@@ -87,9 +89,10 @@ export class Actuator {
         return;
       }
       for (let i = 0; i < gap; i++) {
+        const t0 = performance.now();
         const placed = this.place(fn);
         if (!placed) break;
-        void this.startSandbox(fn, placed.worker, placed.record);
+        void this.startSandbox(fn, placed.worker, placed.record, Math.round((performance.now() - t0) * 1000));
       }
     } else if (gap < 0) {
       // Starts go first, newest first: they serve nobody yet, and draining a
@@ -214,29 +217,32 @@ export class Actuator {
     fn.retryTimer.unref();
   }
 
-  private async startSandbox(fn: FunctionState, worker: WorkerMember, record: SandboxRecord): Promise<void> {
+  private async startSandbox(fn: FunctionState, worker: WorkerMember, record: SandboxRecord, placementUs: number): Promise<void> {
     this.inOperation.add(record.id);
     try {
-      await this.createAndRoute(fn, worker, record);
+      await this.createAndRoute(fn, worker, record, placementUs);
     } finally {
       this.inOperation.delete(record.id);
     }
   }
 
-  private async createAndRoute(fn: FunctionState, worker: WorkerMember, record: SandboxRecord): Promise<void> {
+  private async createAndRoute(fn: FunctionState, worker: WorkerMember, record: SandboxRecord, placementUs: number): Promise<void> {
     const spec = fn.spec;
     const started = performance.now();
     let address: string;
+    let latency: SandboxLatencyBreakdown | undefined;
     try {
       const res = await worker.client.createSandbox(
         { sandboxId: record.id, function: toFunctionSpecMessage(spec, BigInt(fn.revision)) },
         { timeoutMs: this.config.sandboxCreateTimeoutMs },
       );
       address = res.sandbox?.address ?? '';
+      latency = res.latency;
       if (!address) throw new Error('worker returned a sandbox without an address');
     } catch (err) {
       this.untrack(fn, record);
       const e = fromRpcError(err, `worker ${worker.id}`);
+      this.traceCreation(fn, worker, record, { placementUs, createRpcUs: usSince(started), latency, error: e.message });
       if (e.code === 'PEER_UNAVAILABLE') {
         // A create lost on the wire may still have started the sandbox: delete it (idempotent) so it cannot leak.
         void this.deleteOnWorker(worker, record.id);
@@ -246,7 +252,8 @@ export class Actuator {
       this.recordFailure(fn, e.code === 'PEER_UNAVAILABLE' ? 'PEER_UNAVAILABLE' : 'SANDBOX_START_FAILED', e.message);
       return;
     }
-    this.metrics.sandboxCreateSeconds.observe({ function: spec.name }, (performance.now() - started) / 1000);
+    const createRpcUs = usSince(started);
+    this.metrics.sandboxCreateSeconds.observe({ function: spec.name }, createRpcUs / 1e6);
     if (fn.deleted || fn.sandboxes.get(record.id) !== record || record.cancelled) {
       // The function was deleted, the sandbox's worker was lost, or a scale-down cancelled it, while it started.
       await this.deleteOnWorker(worker, record.id);
@@ -265,10 +272,46 @@ export class Actuator {
       fn.consecutiveFailures = 0;
       fn.backoffUntilMs = 0;
     }
+    const propagating = performance.now();
     await this.broadcast('add endpoint', (dp) =>
       dp.client.addEndpoints({ function: spec.name, endpoints: [this.endpointOf(spec.name, record)] }),
     );
+    this.traceCreation(fn, worker, record, { placementUs, createRpcUs, latency, propagationUs: usSince(propagating) });
     this.reconcile(fn);
+  }
+
+  /** Keeps the creation for `describe` and writes it to the cold-start trace, if one is configured. */
+  private traceCreation(
+    fn: FunctionState,
+    worker: WorkerMember,
+    record: SandboxRecord,
+    t: { placementUs: number; createRpcUs: number; latency: SandboxLatencyBreakdown | undefined; propagationUs?: number; error?: string },
+  ): void {
+    const l = t.latency;
+    const propagationUs = t.propagationUs ?? 0;
+    const entry: CreationRecord = {
+      atMs: Date.now(),
+      function: fn.spec.name,
+      sandboxId: record.id,
+      workerId: worker.id,
+      runtime: l?.runtime || fn.spec.runtime,
+      success: t.error === undefined,
+      pooled: l?.pooled ?? false,
+      placementUs: t.placementUs,
+      portAllocationUs: Number(l?.portAllocationUs ?? 0n),
+      runtimeCreateUs: Number(l?.runtimeCreateUs ?? 0n),
+      networkUs: Number(l?.networkUs ?? 0n),
+      spawnUs: Number(l?.spawnUs ?? 0n),
+      readinessProbeUs: Number(l?.readinessProbeUs ?? 0n),
+      workerTotalUs: Number(l?.totalUs ?? 0n),
+      createRpcUs: t.createRpcUs,
+      propagationUs,
+      totalUs: t.placementUs + t.createRpcUs + propagationUs,
+      ...(t.error === undefined ? {} : { error: t.error }),
+    };
+    fn.recentCreations.push(entry);
+    if (fn.recentCreations.length > RECENT_CREATIONS) fn.recentCreations.shift();
+    this.trace?.write(entry);
   }
 
   /** Deletes a sandbox on its worker; a failure is logged, not thrown. */
@@ -454,4 +497,8 @@ export class Actuator {
       }
     });
   }
+}
+
+function usSince(t: number): number {
+  return Math.round((performance.now() - t) * 1000);
 }

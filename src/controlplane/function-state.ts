@@ -2,7 +2,8 @@
 // the store), its sandboxes (never persisted; rebuilt from the workers), the
 // load its data planes report, and why it cannot scale, if it cannot.
 import type { ErrorCode } from '../shared/errors.js';
-import type { FunctionSpec } from '../shared/spec.js';
+import { toSpecInput, type FunctionSpec } from '../shared/spec.js';
+import { describeCreation, type CreationRecord } from './creation-trace.js';
 import { Kpa, type KpaDecision, type KpaOptions } from './scaling/kpa.js';
 
 export type SandboxPhase = 'starting' | 'ready' | 'draining';
@@ -54,6 +55,8 @@ export interface FunctionState {
   backoffUntilMs: number;
   retryTimer: NodeJS.Timeout | undefined;
   deleted: boolean;
+  /** The latest sandbox creations, oldest first (RECENT_CREATIONS of them). */
+  readonly recentCreations: CreationRecord[];
 }
 
 export function newFunctionState(
@@ -78,6 +81,7 @@ export function newFunctionState(
     backoffUntilMs: 0,
     retryTimer: undefined,
     deleted: false,
+    recentCreations: [],
   };
 }
 
@@ -116,7 +120,7 @@ export function describeFunction(fn: FunctionState, nowMs: number, staleMs: numb
     revision: fn.revision,
     createdAt: new Date(fn.createdAtMs).toISOString(),
     updatedAt: new Date(fn.updatedAtMs).toISOString(),
-    spec: fn.spec,
+    spec: toSpecInput(fn.spec),
     status: {
       desiredScale: fn.desired,
       readySandboxes: phases.ready,
@@ -137,6 +141,7 @@ export function describeFunction(fn: FunctionState, nowMs: number, staleMs: numb
       createdAt: new Date(s.createdAtMs).toISOString(),
       readyAt: s.readyAtMs === undefined ? null : new Date(s.readyAtMs).toISOString(),
     })),
+    recentCreations: fn.recentCreations.map(describeCreation),
   };
 }
 

@@ -9,6 +9,7 @@
 // workers (placement) and pushes ready endpoints to every data plane, or
 // drains and deletes them. Workers report sandbox deaths; silent workers are
 // expired on the scaling tick.
+import { resolve } from 'node:path';
 import { create } from '@bufbuild/protobuf';
 import type { ConnectRouter } from '@connectrpc/connect';
 import { AckSchema, SandboxState } from '../gen/baton/v1/common_pb.js';
@@ -28,6 +29,7 @@ import { parseFunctionSpec, patchFunctionSpec, toFunctionSpecMessage } from '../
 import { openStore, type ClusterStore } from '../store/index.js';
 import { Actuator } from './actuator.js';
 import { createAdminHandler, type AdminBackend } from './admin-api.js';
+import { ColdStartTrace } from './creation-trace.js';
 import { describeFunction, isLive, newFunctionState, summarizeFunction, totalLoad, type FunctionState } from './function-state.js';
 import { Membership, type WorkerMember } from './membership.js';
 import { createControlPlaneMetrics, type ControlPlaneMetrics } from './metrics.js';
@@ -67,6 +69,7 @@ export class ControlPlane implements AdminBackend {
       createEvictionPolicy(config.evictionPolicy),
       this.metrics,
       log,
+      config.coldStartTracePath === undefined ? undefined : openColdStartTrace(config.coldStartTracePath, log),
     );
     this.staleLoadMs = config.metricsIntervalMs * 3 + 1000;
     // Knative's 1 s buckets, narrower when the tick is (tests with short windows).
@@ -438,5 +441,13 @@ export class ControlPlane implements AdminBackend {
   /** How many workers are ready and data planes registered (`baton up` waits for one of each). */
   membershipCounts(): { workers: number; dataPlanes: number } {
     return { workers: this.membership.readyWorkers().length, dataPlanes: this.membership.dataPlanes.size };
+  }
+}
+
+function openColdStartTrace(path: string, log: Logger): ColdStartTrace {
+  try {
+    return new ColdStartTrace(resolve(path), log);
+  } catch (err) {
+    throw new BatonError('CONFIG_INVALID', `coldStartTracePath: cannot write ${path}: ${(err as Error).message}`, { cause: err });
   }
 }

@@ -51,6 +51,8 @@ export const controlPlaneSchema = z
     drainTimeoutMs: ms(0).default(30_000),
     /** A sandbox that dies within this long of becoming ready counts as a crash loop (back-off grows). */
     crashLoopWindowMs: ms(0).default(10_000),
+    /** Append one CSV row per sandbox creation here (Dirigent's cold_start_trace.csv columns first); unset: off. */
+    coldStartTracePath: z.string().min(1).optional(),
     maxBodyBytes: z.number().int().min(1024).default(1024 * 1024),
     logLevel: logLevel.default('info'),
   })
