@@ -28,7 +28,6 @@
 // Needs: npm run build.
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -48,6 +47,7 @@ import {
   startBaton,
   stopChild,
 } from '../lib/harness.mjs';
+import { getOnce } from '../lib/http-once.mjs';
 
 const TARGET_EXTRA_MS = 5; // Baton median − raw median (DESIGN.md)
 const RAW_POLL_INTERVAL_MS = 1; // setTimeout's floor; an attempt itself takes ~0.1–0.3 ms
@@ -71,76 +71,6 @@ const iterations = Number(flags.iterations);
 const warmup = Number(flags.warmup);
 if (!Number.isInteger(iterations) || iterations < 1) throw new Error('--iterations must be a positive integer');
 if (!Number.isInteger(warmup) || warmup < 0) throw new Error('--warmup must be a non-negative integer');
-
-// ---- a minimal HTTP/1.1 client --------------------------------------------------------
-
-/**
- * One GET on a fresh connection with `connection: close`. Resolves with the status, the
- * headers (lower-case names) and the body once the response is complete (content-length
- * reached, last chunk seen, or the server closed). Rejects on a connect error (the caller
- * tells "refused" from the rest by err.code) or after timeoutMs.
- */
-function getOnce(host, port, urlPath, timeoutMs = REQUEST_TIMEOUT_MS) {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect({ host, port, noDelay: true });
-    let buf = Buffer.alloc(0);
-    let head = null; // { status, headers, bodyStart }
-    let done = false;
-    const finish = (err, value) => {
-      if (done) return;
-      done = true;
-      socket.destroy();
-      if (err) reject(err);
-      else resolve(value);
-    };
-    const complete = () => {
-      const body = buf.subarray(head.bodyStart);
-      const length = head.headers['content-length'];
-      if (length !== undefined) return body.length >= Number(length) ? body.subarray(0, Number(length)) : null;
-      if (/chunked/i.test(head.headers['transfer-encoding'] ?? '')) return body.includes('0\r\n\r\n') ? dechunk(body) : null;
-      return null; // until close
-    };
-    socket.setTimeout(timeoutMs, () => finish(Object.assign(new Error(`GET ${urlPath} timed out after ${timeoutMs} ms`), { code: 'ETIMEDOUT' })));
-    socket.once('connect', () => {
-      socket.write(`GET ${urlPath} HTTP/1.1\r\nhost: ${host}:${port}\r\nuser-agent: baton-bench\r\nconnection: close\r\n\r\n`);
-    });
-    socket.on('data', (chunk) => {
-      buf = Buffer.concat([buf, chunk]);
-      if (head === null) {
-        const end = buf.indexOf('\r\n\r\n');
-        if (end < 0) return;
-        const lines = buf.subarray(0, end).toString('latin1').split('\r\n');
-        const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(lines[0])?.[1]);
-        if (!status) return finish(new Error(`not an HTTP response: ${JSON.stringify(lines[0])}`));
-        const headers = {};
-        for (const line of lines.slice(1)) {
-          const colon = line.indexOf(':');
-          if (colon > 0) headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
-        }
-        head = { status, headers, bodyStart: end + 4 };
-      }
-      const body = complete();
-      if (body !== null) finish(null, { status: head.status, headers: head.headers, body: body.toString('utf8') });
-    });
-    socket.once('end', () => {
-      if (head === null) finish(Object.assign(new Error('connection closed before a response'), { code: 'ECONNRESET' }));
-      else finish(null, { status: head.status, headers: head.headers, body: buf.subarray(head.bodyStart).toString('utf8') });
-    });
-    socket.once('error', (err) => finish(err));
-  });
-}
-
-function dechunk(body) {
-  const parts = [];
-  let at = 0;
-  for (;;) {
-    const eol = body.indexOf('\r\n', at);
-    const size = parseInt(body.subarray(at, eol).toString('latin1'), 16);
-    if (!size) return Buffer.concat(parts);
-    parts.push(body.subarray(eol + 2, eol + 2 + size));
-    at = eol + 2 + size + 2;
-  }
-}
 
 // ---- the two sides ------------------------------------------------------------------
 

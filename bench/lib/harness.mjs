@@ -105,12 +105,12 @@ export async function requirePrograms(names, hint) {
  * Starts `baton up` on free ports with a temporary data dir and resolves once it has
  * printed its addresses. stop() sends SIGTERM (a clean shutdown kills the sandboxes).
  */
-export async function startBaton({ logLevel = 'warn', startTimeoutMs = 30_000 } = {}) {
+export async function startBaton({ logLevel = 'warn', startTimeoutMs = 30_000, args = [] } = {}) {
   const dataDir = makeTempDir('baton-bench-');
   const child = spawnChild(
     'baton up',
     process.execPath,
-    [BATON_MAIN, 'up', '--api-port', '0', '--dataplane-port', '0', '--data-dir', dataDir, '--log-level', logLevel],
+    [BATON_MAIN, 'up', '--api-port', '0', '--dataplane-port', '0', '--data-dir', dataDir, '--log-level', logLevel, ...args],
     { cwd: REPO_ROOT, env: cleanChildEnv(), stopGraceMs: 15_000 },
   );
   let stdout = '';
