@@ -8,7 +8,7 @@
 // whatever a failed test left (a fresh runtime with the same worker id cleans
 // an earlier run's leftovers on start).
 import { strict as assert } from 'node:assert';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes, randomInt } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import * as http from 'node:http';
@@ -408,6 +408,46 @@ describe('oci runtime', { skip: unavailable ? `needs root and runc: ${unavailabl
     assert.deepEqual(iptablesMentions(crashed.runtime.names.chain), []);
     assert.equal(existsSync(`/sys/class/net/${crashed.oci.bridge}`), false, 'the bridge it made is gone');
     assert.equal(existsSync(join(dir.path, 'oci', crashed.id)), false);
+  });
+
+  it('removes what a worker that was SIGKILLed left, when any other worker starts', async () => {
+    // A worker in its own process, with a random id as by default: SIGKILL gives it no chance to clean up.
+    const dead = { id: `test-dead-${suffix}`, oci: workerSchema.parse({ oci: { bridge: `bt${randomBytes(4).toString('hex')}`, subnet: `10.${randomInt(200, 250)}.${randomInt(0, 256)}.0/24`, precreate: 1 } }).oci };
+    const sandboxId = nextId();
+    const code = `
+      const { OciRuntime } = await import(${JSON.stringify(new URL('./runtimes/oci.js', import.meta.url).href)});
+      const { PortAllocator } = await import(${JSON.stringify(new URL('./ports.js', import.meta.url).href)});
+      const { silentLogger } = await import(${JSON.stringify(new URL('../shared/logging.js', import.meta.url).href)});
+      const rt = new OciRuntime({ workerId: ${JSON.stringify(dead.id)}, host: '127.0.0.1', dataDir: ${JSON.stringify(dir.path)},
+        startTimeoutMs: 15000, stopGraceMs: 1000, log: silentLogger(), ports: new PortAllocator('127.0.0.1'), oci: ${JSON.stringify(dead.oci)} });
+      await rt.start();
+      const sb = await rt.create({ sandboxId: ${JSON.stringify(sandboxId)}, spec: ${JSON.stringify(ociSpec('orphan', { network: 'isolated' }))}, signal: new AbortController().signal });
+      await rt.settled();
+      process.stdout.write(JSON.stringify({ pid: sb.pid, port: sb.port, tag: rt.names.tag }) + '\\n');
+      setInterval(() => {}, 1000);
+    `;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', code], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin' }, stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (c: string) => (out += c));
+    const { pid, port, tag } = JSON.parse(await waitFor('the worker process to start its sandbox', () => out.includes('\n') && out, 20_000)) as { pid: number; port: number; tag: string };
+    child.kill('SIGKILL');
+    await new Promise((r) => child.once('exit', r));
+    assert.ok(processAlive(pid), 'its container outlived it');
+    assert.equal((await get(port, '/')).status, 200);
+    assert.ok(existsSync(`/run/baton/workers/${tag}`));
+
+    const other = makeWorker('sweeper');
+    await other.runtime.start();
+    assert.equal(processAlive(pid), false, 'the orphaned container is killed');
+    assert.deepEqual(runcIds(runcRoot).filter((c) => c.startsWith(`baton-${tag}-`)), []);
+    assert.deepEqual(cgroupDirs(tag), []);
+    assert.deepEqual(netnsWith(`baton-${tag}-`), []);
+    assert.deepEqual(iptablesMentions(`BATON-${tag.toUpperCase()}`), []);
+    assert.equal(existsSync(`/sys/class/net/${dead.oci.bridge}`), false, 'its bridge, unused now, is gone');
+    assert.equal(existsSync(`/run/baton/workers/${tag}`), false);
+    assert.ok(existsSync(`/run/baton/workers/${other.runtime.names.tag}`), 'the running worker is recorded');
+    await other.runtime.close();
+    assert.equal(existsSync(`/run/baton/workers/${other.runtime.names.tag}`), false);
   });
 
   it('close() leaves no container, cgroup, namespace, chain or bridge of the worker', async () => {

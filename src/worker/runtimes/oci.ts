@@ -19,9 +19,13 @@
 // Names: every container, cgroup, namespace and chain carries a tag derived
 // from the worker id (oci/names.ts), so start() can remove what an earlier
 // run of the same worker left, and close() everything this run made,
-// without touching another worker's.
+// without touching another worker's. Worker ids are random by default, so a
+// worker that died without close() (SIGKILL, a crash: its containers keep
+// running) is found another way: each running worker keeps a record under
+// /run/baton/workers/ with its pid, and start() sweeps the leftovers of every
+// recorded worker whose process is gone.
 import { accessSync, closeSync, constants as fsConstants, openSync, statSync } from 'node:fs';
-import { mkdir, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { delimiter, isAbsolute, join, resolve } from 'node:path';
 import type { WorkerConfig } from '../../shared/config.js';
@@ -33,7 +37,7 @@ import { probeHost, waitUntilReady } from '../probe.js';
 import type { RuntimeSandbox, SandboxRuntime, SandboxStartRequest } from '../runtime.js';
 import { readHostLayout, sandboxEnv, writeBundle, type HostLayout } from './oci/bundle.js';
 import { readCgroupMounts, readOomKills, removeCgroupTree, type CgroupMounts } from './oci/cgroups.js';
-import { InitProcess, InitWatcher, readInitStat } from './oci/init-process.js';
+import { InitProcess, InitWatcher, readInitStat, readInitStatSync } from './oci/init-process.js';
 import { ociNames, safeSegment, shortSeq, type OciNames } from './oci/names.js';
 import { CONTAINER_PORT, cleanNetworkLeftovers, IsolatedNetwork, type NetworkSlot, type NetworkTools } from './oci/network.js';
 import { readRuncLog, Runc, RuncError } from './oci/runc.js';
@@ -62,6 +66,8 @@ const PRECREATE_IDLE_MS = 5 * 60_000;
 /** At most this many functions keep precreated containers; the least recently used idle one gives way. */
 const MAX_PRECREATE_POOLS = 32;
 const SWEEP_INTERVAL_MS = 30_000;
+/** One file per running worker (a tmpfs, like the namespaces and cgroups it helps to clean). */
+const WORKER_RECORDS = '/run/baton/workers';
 const SYSTEM_PATH = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
 
 /** A program's absolute path: `name` itself when it has a slash, else the first executable on PATH or the system dirs. */
@@ -105,6 +111,26 @@ function findNetworkTools(): { tools: NetworkTools | undefined; missing: string 
     return { tools: undefined, missing: `${missing.join(', ')} not found (Debian: apt-get install iproute2 iptables)` };
   }
   return { tools: found as NetworkTools, missing: undefined };
+}
+
+/** What a running worker records, so that another can clean up after it if it dies. */
+interface WorkerRecord {
+  readonly workerId: string;
+  readonly pid: number;
+  /** The process's start time (/proc/<pid>/stat), so a reused pid does not pass for it. */
+  readonly startTime: string;
+  readonly dataDir: string;
+  readonly runcRoot: string;
+  readonly bridge: string;
+}
+
+/** Where one worker's things are: this one's, or a dead one's. */
+interface LeftoverScope {
+  readonly names: OciNames;
+  readonly runcRoot: string;
+  readonly bundleRoot: string;
+  readonly logDir: string;
+  readonly bridge: string;
 }
 
 /** The precreated containers of one function (one pool key). */
@@ -220,7 +246,9 @@ export class OciRuntime implements SandboxRuntime {
       await mkdir(this.runc.root, { recursive: true });
       this.layout = readHostLayout();
       this.cgroups = readCgroupMounts();
-      await this.removeLeftovers();
+      await this.removeLeftovers(this.scope);
+      await this.sweepDeadWorkers();
+      await this.writeRecord();
       await mkdir(this.bundleRoot, { recursive: true });
     } catch (err) {
       this.currentState = 'FAILED';
@@ -230,29 +258,81 @@ export class OciRuntime implements SandboxRuntime {
     this.currentState = 'RUNNING';
   }
 
+  private get scope(): LeftoverScope {
+    return { names: this.names, runcRoot: this.runc.root, bundleRoot: this.bundleRoot, logDir: this.logDir, bridge: this.options.oci.bridge };
+  }
+
   /**
-   * Removes what an earlier run of this worker left: containers in its runc
-   * root, its cgroups, bundles, precreated logs, network namespaces and
-   * chains. Looks first, so a clean start runs no runc or iptables at all.
+   * Removes what a worker left (an earlier run of this one, or a dead one):
+   * containers with its prefix in its runc root, its cgroups, bundles,
+   * precreated logs, network namespaces and chains. Looks first, so with
+   * nothing left it runs no runc or iptables at all.
    */
-  private async removeLeftovers(): Promise<void> {
+  private async removeLeftovers(scope: LeftoverScope): Promise<void> {
     const { log } = this.options;
-    const prefix = this.names.containerPrefix;
-    const ids = (await readdir(this.runc.root).catch(() => [] as string[])).filter((id) => id.startsWith(prefix));
+    const prefix = scope.names.containerPrefix;
+    const runc = scope.runcRoot === this.runc.root ? this.runc : new Runc(this.runc.binary, scope.runcRoot);
+    const ids = (await readdir(scope.runcRoot).catch(() => [] as string[])).filter((id) => id.startsWith(prefix));
     for (const id of ids) {
-      await this.runc.delete(id).catch(async (err: unknown) => {
+      await runc.delete(id).catch(async (err: unknown) => {
         log.warn({ err, id }, 'oci: runc cannot delete a leftover container; removing its state directory');
-        await rm(join(this.runc.root, id), { recursive: true, force: true });
+        await rm(join(scope.runcRoot, id), { recursive: true, force: true });
       });
     }
-    const cgroupsLeft = await removeCgroupTree(this.cgroups, this.names.cgroupParent);
+    const cgroupsLeft = await removeCgroupTree(this.cgroups, scope.names.cgroupParent);
     if (cgroupsLeft.length > 0) log.warn({ cgroups: cgroupsLeft }, 'oci: cannot remove leftover cgroups');
-    await rm(this.bundleRoot, { recursive: true, force: true });
-    for (const file of await readdir(this.logDir).catch(() => [] as string[])) {
-      if (file.startsWith(prefix)) await unlink(join(this.logDir, file)).catch(() => undefined);
+    await rm(scope.bundleRoot, { recursive: true, force: true });
+    for (const file of await readdir(scope.logDir).catch(() => [] as string[])) {
+      if (file.startsWith(prefix)) await unlink(join(scope.logDir, file)).catch(() => undefined);
     }
-    await cleanNetworkLeftovers(this.networkTools, this.names, this.options.oci.bridge, log);
-    if (ids.length > 0) log.info({ containers: ids.length }, 'oci: removed the containers of an earlier run');
+    await cleanNetworkLeftovers(this.networkTools, scope.names, scope.bridge, log);
+    if (ids.length > 0) log.info({ containers: ids.length, prefix }, 'oci: removed leftover containers');
+  }
+
+  /** Cleans up after every recorded worker whose process is gone; claims each record first, so two starting workers never both do. */
+  private async sweepDeadWorkers(): Promise<void> {
+    for (const file of await readdir(WORKER_RECORDS).catch(() => [] as string[])) {
+      if (file === this.names.tag || file.includes('.')) continue;
+      const path = join(WORKER_RECORDS, file);
+      let record: WorkerRecord;
+      try {
+        record = JSON.parse(await readFile(path, 'utf8')) as WorkerRecord;
+      } catch {
+        continue;
+      }
+      const owner = readInitStatSync(record.pid);
+      if (owner && owner.startTime === record.startTime && owner.state !== 'Z') continue;
+      const claimed = `${path}.${this.names.tag}`;
+      try {
+        await rename(path, claimed);
+      } catch {
+        continue; // Another worker took it.
+      }
+      const names = ociNames(record.workerId);
+      this.options.log.info({ workerId: record.workerId, pid: record.pid }, 'oci: removing what a dead worker left');
+      await this.removeLeftovers({
+        names,
+        runcRoot: record.runcRoot,
+        bundleRoot: join(record.dataDir, 'oci', names.workerDir),
+        logDir: join(record.dataDir, 'sandboxes'),
+        bridge: record.bridge,
+      });
+      await unlink(claimed).catch(() => undefined);
+    }
+  }
+
+  private async writeRecord(): Promise<void> {
+    const self = readInitStatSync(process.pid);
+    const record: WorkerRecord = {
+      workerId: this.options.workerId,
+      pid: process.pid,
+      startTime: self?.startTime ?? '',
+      dataDir: this.options.dataDir,
+      runcRoot: this.runc.root,
+      bridge: this.options.oci.bridge,
+    };
+    await mkdir(WORKER_RECORDS, { recursive: true });
+    await writeFile(join(WORKER_RECORDS, this.names.tag), JSON.stringify(record));
   }
 
   async create(request: SandboxStartRequest): Promise<RuntimeSandbox> {
@@ -578,6 +658,7 @@ export class OciRuntime implements SandboxRuntime {
     const left = await removeCgroupTree(this.cgroups, this.names.cgroupParent);
     if (left.length > 0) this.options.log.warn({ cgroups: left }, 'oci: cgroups left after close');
     await rm(this.bundleRoot, { recursive: true, force: true });
+    await unlink(join(WORKER_RECORDS, this.names.tag)).catch(() => undefined);
     this.watcher.close();
     this.currentState = 'CLOSED';
   }

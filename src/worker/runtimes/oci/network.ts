@@ -221,9 +221,6 @@ export class IsolatedNetwork {
     await mkdir(this.leaseDir, { recursive: true });
     await mkdir(join(STATE_ROOT, 'chains'), { recursive: true });
     await this.ensureBridge();
-    // ip_forward: DNAT'd traffic from other hosts and sandboxes' outbound traffic are forwarded.
-    await writeFile('/proc/sys/net/ipv4/ip_forward', '1');
-    await writeFile(`/proc/sys/net/ipv4/conf/${bridge}/route_localnet`, '1');
     // The marker first: a crash between here and the chains still gets them cleaned at the next start.
     await writeFile(join(STATE_ROOT, 'chains', names.tag), `${bridge} ${this.subnet.cidr}\n`);
     const c = this.chain;
@@ -279,6 +276,10 @@ export class IsolatedNetwork {
       });
     }
     await runTool(this.tools.ip, ['link', 'set', bridge, 'up']);
+    // ip_forward: DNAT'd traffic from other hosts and sandboxes' outbound traffic are forwarded.
+    // route_localnet here, every time: a bridge made again (another worker removed it) starts without it.
+    await writeFile('/proc/sys/net/ipv4/ip_forward', '1');
+    await writeFile(`/proc/sys/net/ipv4/conf/${bridge}/route_localnet`, '1');
   }
 
   private get tools(): NetworkTools {
@@ -460,9 +461,10 @@ async function removeBridgeIfUnused(tools: NetworkTools, bridge: string, log: Lo
 }
 
 /**
- * Removes what an earlier run of the same worker left (it crashed or was
- * killed): its namespaces, address leases and chains. Looks before it runs
- * anything, so a worker with nothing left behind spawns no process.
+ * Removes what an earlier run of a worker left (it crashed or was killed):
+ * its namespaces, address leases and chains, and the bridge if a worker made
+ * it and nothing uses it any more. Looks before it runs anything, so with
+ * nothing left behind it spawns no process.
  */
 export async function cleanNetworkLeftovers(tools: NetworkTools | undefined, names: OciNames, bridge: string, log: Logger): Promise<void> {
   const netns = (await readdir(NETNS_DIR).catch(() => [] as string[])).filter((n) => n.startsWith(names.netnsPrefix));
@@ -481,5 +483,6 @@ export async function cleanNetworkLeftovers(tools: NetworkTools | undefined, nam
     if (owner === names.tag) await unlink(join(leaseDir, file)).catch(() => undefined);
   }
   if (hasChains) await removeChains(tools, names, log);
+  await removeBridgeIfUnused(tools, bridge, log);
   if (netns.length > 0 || hasChains) log.info({ netns: netns.length, chains: hasChains }, 'oci: removed the network leftovers of an earlier run');
 }
