@@ -8,7 +8,7 @@
 // whatever a failed test left (a fresh runtime with the same worker id cleans
 // an earlier run's leftovers on start).
 import { strict as assert } from 'node:assert';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomInt } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import * as http from 'node:http';
@@ -126,10 +126,11 @@ describe('oci runtime', { skip: unavailable ? `needs root and runc: ${unavailabl
   const never = new AbortController().signal;
   const workers: TestWorker[] = [];
   const started: RuntimeSandbox[] = [];
+  const children: ChildProcess[] = [];
   let seq = 0;
   const nextId = (): string => `sb-oci-${suffix}-${seq++}`;
 
-  function makeWorker(name: string, over: Partial<OciConfig> = {}, stopGraceMs = 1000): TestWorker {
+  function makeWorker(name: string, over: Partial<OciConfig> = {}, stopGraceMs = 1000, startTimeoutMs = 15_000): TestWorker {
     const id = `test-${name}-${suffix}`;
     const oci = workerSchema.parse({
       oci: {
@@ -145,7 +146,7 @@ describe('oci runtime', { skip: unavailable ? `needs root and runc: ${unavailabl
       workerId: id,
       host: '127.0.0.1',
       dataDir: dir.path,
-      startTimeoutMs: 15_000,
+      startTimeoutMs,
       stopGraceMs,
       log: silentLogger(),
       ports,
@@ -165,6 +166,7 @@ describe('oci runtime', { skip: unavailable ? `needs root and runc: ${unavailabl
   });
 
   after(async () => {
+    for (const child of children) child.kill('SIGKILL');
     await Promise.all(started.map((s) => s.stop()));
     for (const w of workers) {
       await w.runtime.close().catch(() => undefined);
@@ -366,6 +368,22 @@ describe('oci runtime', { skip: unavailable ? `needs root and runc: ${unavailabl
     await quick.runtime.close();
   });
 
+  it('kills a sandbox that does not answer its probe in time, saying so', async () => {
+    const slow = makeWorker('timeout', { precreate: 0 }, 200, 600);
+    await slow.runtime.start();
+    const sandboxId = nextId();
+    const err = await startFailure(
+      slow.runtime.create({ sandboxId, spec: ociSpec('mute', { command: ['/bin/sh', '-c', 'echo "listening soon"; exec sleep 30'], network: 'isolated' }), signal: never }),
+    );
+    assert.equal(err.code, 'SANDBOX_START_FAILED');
+    assert.equal(err.details?.reason, 'probe_timeout');
+    assert.match(err.message, /did not answer GET \/health on 127\.0\.0\.1:\d+ within 600 ms/);
+    assert.match(err.message, /listening soon/);
+    assert.equal(runcIds(runcRoot).filter((c) => c.includes(sandboxId)).length, 0);
+    await slow.runtime.close();
+    assert.equal(slow.ports.size, 0);
+  });
+
   it('removes on start what a crashed run of the same worker left, and leaves nothing after close', async () => {
     const crashed = makeWorker('crash');
     await crashed.runtime.start();
@@ -427,6 +445,7 @@ describe('oci runtime', { skip: unavailable ? `needs root and runc: ${unavailabl
       setInterval(() => {}, 1000);
     `;
     const child = spawn(process.execPath, ['--input-type=module', '-e', code], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin' }, stdio: ['ignore', 'pipe', 'inherit'] });
+    children.push(child);
     let out = '';
     child.stdout.setEncoding('utf8').on('data', (c: string) => (out += c));
     const { pid, port, tag } = JSON.parse(await waitFor('the worker process to start its sandbox', () => out.includes('\n') && out, 20_000)) as { pid: number; port: number; tag: string };

@@ -387,8 +387,10 @@ export class OciRuntime implements SandboxRuntime {
     pool.lastUsedMs = Date.now();
     const sandbox = new OciSandbox(sandboxId, container, this.hooks);
     this.sandboxes.add(sandbox);
+    // DNAT is IPv4: an isolated sandbox of a worker bound on :: is probed on IPv4 loopback.
+    const probeAt = spec.network === 'isolated' && this.probeHost.includes(':') ? '127.0.0.1' : this.probeHost;
     const outcome = await waitUntilReady({
-      host: this.probeHost,
+      host: probeAt,
       port: container.port,
       timeoutMs: this.options.startTimeoutMs,
       signal,
@@ -419,7 +421,7 @@ export class OciRuntime implements SandboxRuntime {
       const tail = await readLogTail(container.logPath);
       throw startFailed(
         spec,
-        `${formatCommand(spec.command)} did not answer GET /health on ${this.probeHost}:${container.port} within ` +
+        `${formatCommand(spec.command)} did not answer GET /health on ${probeAt}:${container.port} within ` +
           `${this.options.startTimeoutMs} ms (sandboxStartTimeoutMs) and was killed`,
         'probe_timeout',
         undefined,
