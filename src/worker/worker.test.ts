@@ -55,7 +55,8 @@ describe('worker', () => {
   before(async () => {
     cp = await RecordingControlPlane.start();
     // The control plane asks for 50 ms heartbeats; the worker's own default would be 5 s.
-    worker = await Worker.create(config({ controlPlaneUrl: cp.url, dataDir: dir.path, heartbeatIntervalMs: 5000 }), {
+    // Only `process`, so that what it offers does not depend on the machine (as root with runc, `oci` works too).
+    worker = await Worker.create(config({ controlPlaneUrl: cp.url, dataDir: dir.path, heartbeatIntervalMs: 5000, runtimes: ['process'] }), {
       log: silentLogger(),
     });
     client = createRpcClient(WorkerService, { baseUrl: `http://${worker.address}` });

@@ -307,13 +307,13 @@ async function describeSpawnError(err: NodeJS.ErrnoException, command: string, c
   return `${command}: ${ERRNO_TEXT[code] ?? err.message} (${code})`;
 }
 
-function formatCommand(command: readonly string[]): string {
+export function formatCommand(command: readonly string[]): string {
   const text = command.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : JSON.stringify(a))).join(' ');
   return `"${text.length > 200 ? `${text.slice(0, 197)}...` : text}"`;
 }
 
 /** The end of a sandbox's log, for error messages; '' when there is none. */
-async function readLogTail(path: string): Promise<string> {
+export async function readLogTail(path: string): Promise<string> {
   let handle;
   try {
     handle = await open(path, 'r');
