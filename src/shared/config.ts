@@ -125,7 +125,7 @@ export const startDelaySchema = z
     distribution: z.enum(['constant', 'uniform', 'exponential', 'lognormal']).default('constant'),
     /** constant: the delay; uniform: the low bound; exponential and lognormal: the mean. */
     ms: z.number().min(0).max(600_000).default(0),
-    /** uniform: the high bound. lognormal: the standard deviation. */
+    /** uniform: the width of the range above `ms`. lognormal: the standard deviation. */
     spreadMs: z.number().min(0).max(600_000).default(0),
     /** Seed of the delays, for reproducible runs. */
     seed: z.number().int().min(0).default(1),
