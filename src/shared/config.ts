@@ -195,6 +195,8 @@ export const upSchema = z
     dataplanePort: port.default(8080),
     /** Workers to run in the one process: several nodes on one machine, each with its share of the machine. */
     workers: z.number().int().min(1).max(64).default(1),
+    /** Emulated workers to run besides them: nodes offering only the `emulated` runtime, for scale experiments. */
+    emulate: z.number().int().min(0).max(5000).default(0),
     dataDir: z.string().default('.baton'),
     token: z.string().min(1).optional(),
     logLevel: logLevel.default('info'),

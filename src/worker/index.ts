@@ -41,6 +41,7 @@ export type {
   SandboxStartRequest,
 } from './runtime.js';
 export { RUNTIME_FACTORIES } from './runtime.js';
+export { EMULATED_NODE_CAPACITY, emulatedWorkerConfigs, startEmulatedWorkers, stopWorkers } from './emulation.js';
 export type { SandboxInfo, SandboxPhase } from './sandboxes.js';
 export type { Capacity } from './membership.js';
 
