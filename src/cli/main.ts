@@ -9,16 +9,23 @@ import { parse as parseYaml, stringify as toYaml } from 'yaml';
 import { request } from 'undici';
 import { ControlPlane } from '../controlplane/index.js';
 import { DataPlane } from '../dataplane/index.js';
-import { compileConfig, controlPlaneSchema, dataPlaneSchema, readConfigFile, upSchema, workerSchema } from '../shared/config.js';
+import { compileConfig, controlPlaneSchema, dataPlaneSchema, readConfigFile, upSchema, workerSchema, type WorkerConfig } from '../shared/config.js';
 import { BatonError, toBatonError } from '../shared/errors.js';
+import { createLogger } from '../shared/logging.js';
 import { LOAD_BALANCING_POLICIES } from '../shared/spec.js';
-import { Worker } from '../worker/index.js';
+import { EMULATED_NODE_CAPACITY, emulatedWorkerConfigs, startEmulatedWorkers, stopWorkers, Worker } from '../worker/index.js';
 import { AdminClient } from './client.js';
 import { runUp } from './up.js';
 
 function int(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('must be a non-negative integer');
+  return n;
+}
+
+function nonNegative(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n < 0) throw new InvalidArgumentError('must be a non-negative number');
   return n;
 }
 
@@ -35,22 +42,48 @@ function fileConfig(path: string | undefined): Record<string, unknown> {
   return path ? readConfigFile(path) : {};
 }
 
-/**
- * A daemon's config: its YAML file (--config), overridden by the flags that
- * were given, with the token from --token or BATON_TOKEN; validated and frozen.
- */
+/** A daemon's config as written: its YAML file (--config), overridden by the flags that were given, with the token from --token or BATON_TOKEN. */
+function daemonInput(cmd: Command, flags: Record<string, unknown>): Record<string, unknown> {
+  const o = cmd.opts<{ config?: string }>();
+  const g = cmd.optsWithGlobals<{ token?: string }>();
+  return { ...fileConfig(o.config), ...defined({ ...flags, token: g.token ?? process.env.BATON_TOKEN }) };
+}
+
+/** A daemon's config: daemonInput(), validated and frozen. */
 function daemonConfig<S extends Parameters<typeof compileConfig>[0]>(
   schema: S,
   cmd: Command,
   flags: Record<string, unknown>,
 ): ReturnType<typeof compileConfig<S>> {
-  const o = cmd.opts<{ config?: string }>();
-  const g = cmd.optsWithGlobals<{ token?: string }>();
-  return compileConfig(
-    schema,
-    { ...fileConfig(o.config), ...defined({ ...flags, token: g.token ?? process.env.BATON_TOKEN }) },
-    o.config ?? 'flags',
-  );
+  return compileConfig(schema, daemonInput(cmd, flags), cmd.opts<{ config?: string }>().config ?? 'flags');
+}
+
+/** A nested config section as written, or {} (a malformed one is the schema's to reject). */
+function section(value: unknown): Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
+}
+
+/** The worker's config as written, with the --start-delay-* flags merged into emulation.startDelay. */
+function workerInput(cmd: Command, o: Record<string, unknown>): Record<string, unknown> {
+  const input = daemonInput(cmd, {
+    host: o.host,
+    rpcPort: o.rpcPort,
+    controlPlaneUrl: o.controlPlane,
+    dataDir: o.dataDir,
+    cpuMillis: o.cpuMillis,
+    memoryMb: o.memoryMb,
+  });
+  const startDelay = defined({
+    distribution: o.startDelayDistribution,
+    ms: o.startDelayMs,
+    spreadMs: o.startDelaySpreadMs,
+    seed: o.startDelaySeed,
+  });
+  if (Object.keys(startDelay).length > 0) {
+    const emulation = section(input.emulation);
+    input.emulation = { ...emulation, startDelay: { ...section(emulation.startDelay), ...startDelay } };
+  }
+  return input;
 }
 
 function clientOf(cmd: Command): AdminClient {
@@ -103,6 +136,7 @@ export function buildProgram(): Command {
     .option('--api-port <port>', 'admin API and control-plane RPC port (default 9090)', int)
     .option('--dataplane-port <port>', 'invocation port, HTTP/1.1 and h2c (default 8080)', int)
     .option('--workers <n>', 'workers to run, each a node with its share of the machine (default 1)', int)
+    .option('--emulate <n>', 'emulated workers to run besides them, for scale experiments (default 0)', int)
     .option('--data-dir <dir>', 'where the store and sandbox logs live (default .baton)')
     .addOption(new Option('--log-level <level>', 'log level (default warn)').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
     .option('--demo', 'deploy the demo function "hello"')
@@ -118,6 +152,7 @@ export function buildProgram(): Command {
             apiPort: o.apiPort,
             dataplanePort: o.dataplanePort,
             workers: o.workers,
+            emulate: o.emulate,
             dataDir: o.dataDir,
             logLevel: o.logLevel,
             token: g.token,
@@ -159,19 +194,43 @@ export function buildProgram(): Command {
 
   program
     .command('worker')
-    .description('run a worker daemon')
+    .description('run a worker daemon, or with --emulate N, N emulated workers in this process')
     .option('--config <file>', 'YAML config')
     .option('--host <host>', 'bind address')
-    .option('--rpc-port <port>', 'internal RPC port', int)
+    .option('--rpc-port <port>', 'internal RPC port (with --emulate: the first of N consecutive ports; default ephemeral)', int)
     .option('--control-plane <url>', 'control plane URL')
     .option('--data-dir <dir>', 'data directory (sandbox logs)')
+    .option('--cpu-millis <n>', `CPU to advertise, millicores (default: the machine's; ${EMULATED_NODE_CAPACITY.cpuMillis} per emulated worker)`, int)
+    .option('--memory-mb <n>', `memory to advertise, MB (default: the machine's; ${EMULATED_NODE_CAPACITY.memoryMb} per emulated worker)`, int)
+    .option('--emulate <n>', 'run N emulated workers (nodes) in this process, offering only the emulated runtime', int)
+    .addOption(
+      new Option('--start-delay-distribution <d>', 'emulated sandbox start delay distribution (default constant)').choices([
+        'constant',
+        'uniform',
+        'exponential',
+        'lognormal',
+      ]),
+    )
+    .option('--start-delay-ms <ms>', 'emulated start delay: constant value, uniform low bound, or mean (default 0)', nonNegative)
+    .option('--start-delay-spread-ms <ms>', 'uniform: width above --start-delay-ms; lognormal: standard deviation', nonNegative)
+    .option('--start-delay-seed <n>', 'seed of the start delays; emulated worker i uses seed + i - 1 (default 1)', int)
     .action(async (o: Record<string, unknown>, cmd: Command) => {
-      const cfg = daemonConfig(workerSchema, cmd, {
-        host: o.host,
-        rpcPort: o.rpcPort,
-        controlPlaneUrl: o.controlPlane,
-        dataDir: o.dataDir,
-      });
+      const input = workerInput(cmd, o);
+      if (o.emulate !== undefined) {
+        const configs = emulatedWorkerConfigs(input, o.emulate as number, cmd.opts<{ config?: string }>().config ?? 'flags');
+        const first = configs[0] as WorkerConfig;
+        const began = performance.now();
+        const workers = await startEmulatedWorkers(configs, createLogger('worker', { level: first.logLevel }));
+        const ports = workers.map((w) => w.port);
+        process.stdout.write(
+          `${workers.length} emulated workers (${first.id} … ${configs[configs.length - 1]?.id ?? ''}) on ${first.host}, ` +
+            `RPC ports ${Math.min(...ports)}–${Math.max(...ports)}, ${first.cpuMillis}m CPU and ${first.memoryMb} MB each, ` +
+            `started in ${Math.round(performance.now() - began)} ms; they register with ${first.controlPlaneUrl} in the background\n`,
+        );
+        stopOnSignal(() => stopWorkers(workers));
+        return;
+      }
+      const cfg = compileConfig(workerSchema, input, cmd.opts<{ config?: string }>().config ?? 'flags');
       const w = await Worker.create(cfg);
       process.stdout.write(`worker ${w.id}: ${w.address}\n`);
       stopOnSignal(() => w.stop());

@@ -1,8 +1,9 @@
 // `baton up`: a whole single-machine cluster in one process: a control plane
 // with the embedded SQLite store, a data plane and one or more workers with
-// the process runtime. They still talk only through their RPC services, over loopback,
-// exactly as they would across machines. With --demo it deploys the demo
-// function. SIGINT or SIGTERM stops everything; no sandbox outlives it.
+// the process runtime (and with --emulate N, N emulated workers). They still
+// talk only through their RPC services, over loopback, exactly as they would
+// across machines. With --demo it deploys the demo function. SIGINT or
+// SIGTERM stops everything; no sandbox outlives it.
 import { availableParallelism, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { ControlPlane } from '../controlplane/index.js';
@@ -10,7 +11,7 @@ import { DataPlane } from '../dataplane/index.js';
 import { compileConfig, controlPlaneSchema, dataPlaneSchema, joinHostPort, type UpConfig, workerSchema } from '../shared/config.js';
 import { BatonError } from '../shared/errors.js';
 import { createLogger } from '../shared/logging.js';
-import { Worker } from '../worker/index.js';
+import { emulatedWorkerConfigs, startEmulatedWorkers, stopWorkers, Worker } from '../worker/index.js';
 
 export const DEMO_FUNCTION = 'hello';
 
@@ -29,6 +30,8 @@ export interface RunningCluster {
   /** The first worker. */
   worker: Worker;
   workers: Worker[];
+  /** The emulated workers (`emulate`), apart from `workers`. */
+  emulatedWorkers: Worker[];
   apiUrl: string;
   dataPlaneUrl: string;
   stop(): Promise<void>;
@@ -95,11 +98,26 @@ export async function startCluster(cfg: UpConfig): Promise<RunningCluster> {
       workers.push(worker);
       stops.push(() => worker.stop());
     }
-    const deadline = Date.now() + 15_000;
+    let emulatedWorkers: Worker[] = [];
+    if (cfg.emulate > 0) {
+      // They take the worker section's settings (heartbeats, start delays, stopGraceMs) but not what describes
+      // a real worker: its runtimes, its share of the machine (they advertise EMULATED_NODE_CAPACITY), its port.
+      const { runtimes: _runtimes, cpuMillis: _cpu, memoryMb: _memory, rpcPort: _rpcPort, ...shared } = cfg.worker;
+      const configs = emulatedWorkerConfigs(
+        { logLevel, ...shared, host: cfg.host, controlPlaneUrl: controlPlane.url, token, dataDir: cfg.dataDir },
+        cfg.emulate,
+        'worker',
+      );
+      emulatedWorkers = await startEmulatedWorkers(configs, createLogger('worker', { level: configs[0]?.logLevel ?? logLevel }));
+      const started = emulatedWorkers;
+      stops.push(() => stopWorkers(started));
+    }
+    // Hundreds of emulated workers take seconds to register (docs/runtimes.md, "What it costs").
+    const deadline = Date.now() + 15_000 + 20 * cfg.emulate;
     for (;;) {
       const m = controlPlane.membershipCounts();
-      if (m.workers >= cfg.workers && m.dataPlanes >= 1) break;
-      if (Date.now() > deadline) throw new BatonError('UNAVAILABLE', 'the workers or the data plane did not register within 15 s');
+      if (m.workers >= cfg.workers + cfg.emulate && m.dataPlanes >= 1) break;
+      if (Date.now() > deadline) throw new BatonError('UNAVAILABLE', 'the workers or the data plane did not register in time');
       await new Promise((r) => setTimeout(r, 10));
     }
     return {
@@ -107,6 +125,7 @@ export async function startCluster(cfg: UpConfig): Promise<RunningCluster> {
       dataPlane,
       worker: workers[0] as Worker,
       workers,
+      emulatedWorkers,
       apiUrl: controlPlane.url,
       dataPlaneUrl: `http://${joinHostPort(cfg.host, dataPlane.proxyPort)}`,
       stop: stopAll,
@@ -151,6 +170,9 @@ export async function runUp(cfg: UpConfig, demo: boolean): Promise<void> {
     `  admin API:   ${cluster.apiUrl}`,
     `  data plane:  ${cluster.dataPlaneUrl}`,
   ];
+  if (cluster.emulatedWorkers.length > 0) {
+    lines.push(`  ${cluster.emulatedWorkers.length} emulated workers: deploy functions with runtime: emulated to use them`);
+  }
   if (demo) {
     lines.push(
       '',

@@ -127,7 +127,7 @@ export const startDelaySchema = z
     distribution: z.enum(['constant', 'uniform', 'exponential', 'lognormal']).default('constant'),
     /** constant: the delay; uniform: the low bound; exponential and lognormal: the mean. */
     ms: z.number().min(0).max(600_000).default(0),
-    /** uniform: the high bound. lognormal: the standard deviation. */
+    /** uniform: the width of the range above `ms`. lognormal: the standard deviation. */
     spreadMs: z.number().min(0).max(600_000).default(0),
     /** Seed of the delays, for reproducible runs. */
     seed: z.number().int().min(0).default(1),
@@ -197,6 +197,8 @@ export const upSchema = z
     dataplanePort: port.default(8080),
     /** Workers to run in the one process: several nodes on one machine, each with its share of the machine. */
     workers: z.number().int().min(1).max(64).default(1),
+    /** Emulated workers to run besides them: nodes offering only the `emulated` runtime, for scale experiments. */
+    emulate: z.number().int().min(0).max(5000).default(0),
     dataDir: z.string().default('.baton'),
     token: z.string().min(1).optional(),
     logLevel: logLevel.default('info'),

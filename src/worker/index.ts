@@ -41,6 +41,7 @@ export type {
   SandboxStartRequest,
 } from './runtime.js';
 export { RUNTIME_FACTORIES } from './runtime.js';
+export { EMULATED_NODE_CAPACITY, emulatedWorkerConfigs, startEmulatedWorkers, stopWorkers } from './emulation.js';
 export type { SandboxInfo, SandboxPhase } from './sandboxes.js';
 export type { Capacity } from './membership.js';
 
@@ -49,6 +50,23 @@ export type WorkerState = 'INITIALIZED' | 'RUNNING' | 'DRAINING' | 'STOPPED' | '
 export interface WorkerOptions {
   /** Defaults to a pino logger named "worker" at config.logLevel. */
   log?: Logger;
+  /**
+   * Node's process metrics in this worker's registry (default true). Workers
+   * sharing a process (emulated nodes) carry them once.
+   */
+  processMetrics?: boolean;
+}
+
+/**
+ * Every worker of this process that may have sandboxes. One 'exit' hook for
+ * all of them kills their sandboxes, however many workers the process runs
+ * (a hook each would trip Node's listener-leak warning past ten).
+ */
+const liveWorkers = new Set<Worker>();
+let exitHookInstalled = false;
+
+function killSandboxesOnExit(): void {
+  for (const worker of liveWorkers) worker.killSandboxesNow();
 }
 
 export class Worker {
@@ -67,9 +85,6 @@ export class Worker {
   private server: DualListener | undefined;
   private membership: Membership | undefined;
   private stopping: Promise<void> | undefined;
-  private readonly killSandboxesOnExit = (): void => {
-    for (const runtime of this.runtimes.values()) runtime.killAllNow();
-  };
 
   private constructor(config: WorkerConfig, options: WorkerOptions) {
     this.config = config;
@@ -81,7 +96,7 @@ export class Worker {
       cpuMillis: config.cpuMillis || availableParallelism() * 1000,
       memoryMb: config.memoryMb || Math.floor(totalmem() / 1048576),
     };
-    this.metrics = createMetricsRegistry('worker');
+    this.metrics = createMetricsRegistry('worker', { processMetrics: options.processMetrics ?? true });
     const workerMetrics = new WorkerMetrics(this.metrics);
     const built = createRuntimes({
       workerId: this.id,
@@ -107,8 +122,8 @@ export class Worker {
       await worker.start();
     } catch (err) {
       worker.currentState = 'FAILED';
-      worker.killSandboxesOnExit();
-      process.off('exit', worker.killSandboxesOnExit);
+      worker.killSandboxesNow();
+      liveWorkers.delete(worker);
       for (const runtime of worker.runtimes.values()) await runtime.close?.().catch(() => undefined);
       await worker.server?.close(0);
       throw err;
@@ -130,6 +145,11 @@ export class Worker {
     return joinHostPort(this.host, this.port);
   }
 
+  /** Kills every sandbox at once and synchronously: the last resort when the process exits without stop(). */
+  killSandboxesNow(): void {
+    for (const runtime of this.runtimes.values()) runtime.killAllNow();
+  }
+
   /** Deletes every sandbox, stops heartbeats and closes the RPC server. Idempotent. */
   stop(): Promise<void> {
     this.stopping ??= this.drain();
@@ -144,7 +164,11 @@ export class Worker {
     } catch (err) {
       throw new BatonError('CONFIG_INVALID', `dataDir: cannot create ${sandboxDir}: ${(err as Error).message}`, { cause: err });
     }
-    process.on('exit', this.killSandboxesOnExit);
+    liveWorkers.add(this);
+    if (!exitHookInstalled) {
+      process.on('exit', killSandboxesOnExit);
+      exitHookInstalled = true;
+    }
     // Pools, bridges and the leftovers of an earlier run, before the control plane can ask for anything.
     for (const runtime of this.runtimes.values()) await runtime.start?.();
     try {
@@ -195,7 +219,7 @@ export class Worker {
       await this.table.deleteAll();
       for (const runtime of this.runtimes.values()) await runtime.close?.();
       await this.server?.close(1000);
-      process.off('exit', this.killSandboxesOnExit);
+      liveWorkers.delete(this);
       this.currentState = 'STOPPED';
       this.log.info({ workerId: this.id }, 'worker stopped');
     } catch (err) {

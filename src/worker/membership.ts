@@ -195,7 +195,24 @@ export class Membership {
   }
 }
 
-function cpuTimes(): { busy: number; total: number; count: number } {
+interface CpuTimes {
+  readonly busy: number;
+  readonly total: number;
+  readonly count: number;
+}
+
+/**
+ * How old a reading of the machine's CPU times may be and still be used:
+ * os.cpus() costs ~0.1 ms, and workers sharing a process (emulated nodes,
+ * hundreds of them heartbeating) would each read the same numbers. 250 ms
+ * is nothing against a heartbeat's interval of seconds.
+ */
+const CPU_TIMES_MAX_AGE_MS = 250;
+let lastReading: { atMs: number; times: CpuTimes } | undefined;
+
+function cpuTimes(): CpuTimes {
+  const now = performance.now();
+  if (lastReading && now - lastReading.atMs < CPU_TIMES_MAX_AGE_MS) return lastReading.times;
   let busy = 0;
   let total = 0;
   const all = cpus();
@@ -204,5 +221,6 @@ function cpuTimes(): { busy: number; total: number; count: number } {
     busy += t.user + t.nice + t.sys + t.irq;
     total += t.user + t.nice + t.sys + t.irq + t.idle;
   }
-  return { busy, total, count: all.length };
+  lastReading = { atMs: now, times: { busy, total, count: all.length } };
+  return lastReading.times;
 }

@@ -13,6 +13,7 @@ import type { Logger } from '../shared/logging.js';
 import type { FunctionSpec } from '../shared/spec.js';
 import type { PortAllocator } from './ports.js';
 import { OciRuntime, ociUnavailable } from './runtimes/oci.js';
+import { EmulatedRuntime } from './runtimes/emulated.js';
 import { ProcessRuntime } from './runtimes/process.js';
 
 /**
@@ -150,6 +151,19 @@ export const RUNTIME_FACTORIES: Readonly<Record<string, RuntimeFactory>> = Objec
         log: c.log,
         ports: c.ports,
         oci: c.config.oci,
+      }),
+  },
+  emulated: {
+    // Opt-in: a worker that answers for functions without running them must never be one by accident.
+    unavailable: (c: RuntimeContext) =>
+      c.config.runtimes?.includes('emulated') ? undefined : "it is opt-in: the worker's runtimes must name it (baton worker --emulate N does)",
+    create: (c: RuntimeContext) =>
+      new EmulatedRuntime({
+        host: c.config.host,
+        startDelay: c.config.emulation.startDelay,
+        startTimeoutMs: c.config.sandboxStartTimeoutMs,
+        stopGraceMs: c.config.stopGraceMs,
+        log: c.log,
       }),
   },
 });
