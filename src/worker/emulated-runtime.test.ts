@@ -101,7 +101,7 @@ describe('emulated runtime', () => {
     const t0 = performance.now();
     const a = await create(r, emulatedSpec('a'));
     const b = await create(r, emulatedSpec('a'));
-    assert.ok(performance.now() - t0 < 100);
+    assert.ok(performance.now() - t0 < 2000);
     assert.equal(a.pid, 0);
     assert.ok(a.port > 0 && b.port > 0 && a.port !== b.port);
     assert.equal(a.latency.runtimeCreateUs < 5000, true);
@@ -158,19 +158,20 @@ describe('emulated runtime', () => {
 
   it('holds a request for x-baton-emulate-ms, capped at the timeout, else for emulation.durationMs', async () => {
     const r = runtime();
-    const byDefault = await create(r, emulatedSpec('hold', { durationMs: 150, timeoutMs: 400 }));
+    const byDefault = await create(r, emulatedSpec('hold', { durationMs: 400, timeoutMs: 800 }));
     const d = await send(byDefault.port);
     assert.equal(d.status, 200);
-    assert.ok(d.ms >= 145 && d.ms < 400, `default hold took ${d.ms} ms`);
-    assert.equal(JSON.parse(d.body).heldMs, 150);
+    assert.ok(d.ms >= 395 && d.ms < 3000, `default hold took ${d.ms} ms`);
+    assert.equal(JSON.parse(d.body).heldMs, 400);
 
     const h = await send(byDefault.port, '/', { 'x-baton-emulate-ms': '60' });
-    assert.ok(h.ms >= 55 && h.ms < 145, `header hold took ${h.ms} ms`);
+    // Upper bounds are generous (CI shares 2 cores); each only has to tell one hold from another.
+    assert.ok(h.ms >= 55 && h.ms < 350, `header hold took ${h.ms} ms`);
     assert.equal(JSON.parse(h.body).heldMs, 60);
 
     const capped = await send(byDefault.port, '/', { 'x-baton-emulate-ms': '100000' });
-    assert.equal(JSON.parse(capped.body).heldMs, 400, 'capped at timeoutMs');
-    assert.ok(capped.ms >= 395 && capped.ms < 1000);
+    assert.equal(JSON.parse(capped.body).heldMs, 800, 'capped at timeoutMs');
+    assert.ok(capped.ms >= 795 && capped.ms < 5000);
 
     const posted = await send(byDefault.port, '/', { 'x-baton-emulate-ms': '20' }, 'POST', 'x'.repeat(100_000));
     assert.equal(posted.status, 200, 'a request body is read and dropped');
@@ -180,38 +181,38 @@ describe('emulated runtime', () => {
     assert.equal(JSON.parse(bad.body).code, 'INVALID_REQUEST');
 
     const none = await create(r, emulatedSpec('zero'));
-    assert.ok((await send(none.port)).ms < 50, 'no durationMs: answered at once');
+    assert.ok((await send(none.port)).ms < 300, 'no durationMs: answered at once');
   });
 
   it('containerConcurrency 1 serialises concurrent requests in arrival order; /health is answered meanwhile', async () => {
-    const sandbox = await create(runtime(), emulatedSpec('cc1', { durationMs: 150, containerConcurrency: 1 }));
+    const sandbox = await create(runtime(), emulatedSpec('cc1', { durationMs: 300, containerConcurrency: 1 }));
     const first = send(sandbox.port);
     await new Promise((r) => setTimeout(r, 10));
     const second = send(sandbox.port);
     const health = await send(sandbox.port, '/health');
     assert.equal(health.status, 200);
-    assert.ok(health.ms < 50, `health took ${health.ms} ms while the slot was taken`);
+    assert.ok(health.ms < 250, `health took ${health.ms} ms while the slot was taken`);
     const [a, b] = await Promise.all([first, second]);
-    assert.ok(a.ms >= 145 && a.ms < 290, `first took ${a.ms} ms`);
-    assert.ok(b.ms >= 280, `second took ${b.ms} ms: it waited for the first`);
-    assert.ok(JSON.parse(b.body).queuedMs >= 120);
+    assert.ok(a.ms >= 295, `first took ${a.ms} ms`);
+    assert.ok(b.ms >= 580, `second took ${b.ms} ms: it waited for the first`);
+    assert.ok(JSON.parse(b.body).queuedMs >= 250);
   });
 
   it('containerConcurrency 0 holds every request at once', async () => {
-    const sandbox = await create(runtime(), emulatedSpec('cc0', { durationMs: 150, containerConcurrency: 0 }));
+    const sandbox = await create(runtime(), emulatedSpec('cc0', { durationMs: 300, containerConcurrency: 0 }));
     const t0 = performance.now();
     const replies = await Promise.all(Array.from({ length: 20 }, () => send(sandbox.port)));
     const wall = performance.now() - t0;
     assert.ok(replies.every((r) => r.status === 200));
-    assert.ok(wall < 290, `20 requests took ${wall} ms`);
+    assert.ok(wall < 3000, `20 requests took ${wall} ms (one after another would take 6 s)`);
   });
 
   it('containerConcurrency 3 holds three at once and queues the rest', async () => {
-    const sandbox = await create(runtime(), emulatedSpec('cc3', { durationMs: 100, containerConcurrency: 3 }));
+    const sandbox = await create(runtime(), emulatedSpec('cc3', { durationMs: 300, containerConcurrency: 3 }));
     const replies = await Promise.all(Array.from({ length: 7 }, () => send(sandbox.port)));
     const ms = replies.map((r) => r.ms).sort((x, y) => x - y);
-    // Three waves: 3 at ~100 ms, 3 at ~200 ms, 1 at ~300 ms.
-    assert.ok((ms[2] ?? 0) < 190 && (ms[3] ?? 0) >= 190 && (ms[5] ?? 0) < 290 && (ms[6] ?? 0) >= 290, ms.map(Math.round).join(','));
+    // Three waves: 3 at ~300 ms, 3 at ~600 ms, 1 at ~900 ms.
+    assert.ok((ms[2] ?? 0) < 570 && (ms[3] ?? 0) >= 590 && (ms[5] ?? 0) < 870 && (ms[6] ?? 0) >= 890, ms.map(Math.round).join(','));
   });
 
   it('burns no CPU while it holds requests', async () => {
@@ -225,7 +226,7 @@ describe('emulated runtime', () => {
     assert.ok(replies.every((r) => r.status === 200));
     assert.ok(wall >= 295);
     // Burning would cost 50 × 300 ms; the clients and the HTTP exchanges cost a few ms each.
-    assert.ok(cpuMs < 150, `${cpuMs} ms of CPU for 50 requests held 300 ms`);
+    assert.ok(cpuMs < 1500, `${cpuMs} ms of CPU for 50 requests held 300 ms`);
   });
 
   it('answers the status x-baton-emulate-fail names, and rejects a bad one', async () => {
