@@ -73,7 +73,7 @@ describe('worker', () => {
     const reg = await waitFor('RegisterWorker', () => cp.registrations[0]);
     assert.equal(reg.workerId, worker.id);
     assert.equal(reg.address, worker.address);
-    assert.deepEqual(reg.runtimes, ['process']);
+    assert.deepEqual(reg.runtimes, ['process', 'node']);
     assert.ok((reg.capacity?.cpuMillis ?? 0) >= 1000);
     assert.ok((reg.capacity?.memoryMb ?? 0n) > 0n);
     const hb = await waitFor('a heartbeat', () => cp.heartbeats[0], 2000);

@@ -313,7 +313,7 @@ function formatCommand(command: readonly string[]): string {
 }
 
 /** The end of a sandbox's log, for error messages; '' when there is none. */
-async function readLogTail(path: string): Promise<string> {
+export async function readLogTail(path: string): Promise<string> {
   let handle;
   try {
     handle = await open(path, 'r');
