@@ -238,6 +238,7 @@ export class NodeRuntime implements SandboxRuntime {
         });
       }
       const { port } = loaded;
+      this.options.log.debug({ sandboxId, pid: proc.pid, pooled, loadUs: loaded.loadUs, importUs: loaded.importUs }, 'node runtime: handler loaded');
 
       // The process says it listens; the probe checks that it answers there, as for every runtime.
       const outcome = await waitUntilReady({

@@ -36,7 +36,8 @@ export interface LoadedMessage {
   readonly type: 'loaded';
   /** The port the sandbox listens on. */
   readonly port: number;
-  /** Microseconds spent importing the handler module, for the worker's debug log. */
+  /** Microseconds from receiving `load` to sending this, and of those importing the handler: for the worker's debug log. */
+  readonly loadUs: number;
   readonly importUs: number;
 }
 
