@@ -89,7 +89,10 @@ describe('the node runtime in a cluster', () => {
   test('a handler that cannot be loaded shows why in describe', async () => {
     await c.admin('POST', '/v1/functions', { name: 'broken-node', runtime: 'node', handler: 'no-export.handler', workdir: HANDLERS, timeoutMs: 2000 });
     const r = await c.invoke('broken-node', '/');
-    assert.ok(r.status >= 500, `the request fails (${r.status})`);
+    assert.equal(r.status, 503);
+    const error = JSON.parse(r.body);
+    assert.equal(error.code, 'SANDBOX_START_FAILED');
+    assert.match(error.message, /handler "no-export\.handler": no-export\.mjs has no export "handler"/);
     const d = await c.admin('GET', '/v1/functions/broken-node');
     assert.match(JSON.stringify(d.body), /no-export\.mjs has no export \\"handler\\"/);
   });
