@@ -445,6 +445,18 @@ describe('node runtime', () => {
     await runtime.close();
   });
 
+  it('survives a Node that cannot boot: the pool backs off and creates fail naming the exit', async () => {
+    assert.match(NodeRuntime.unavailable('/nonexistent/node') ?? '', /node\.nodePath \/nonexistent\/node is not an executable file/);
+    assert.equal(NodeRuntime.unavailable(process.execPath), undefined);
+    const t0 = performance.now();
+    const { runtime } = await runtimeWith({ nodePath: '/bin/false', poolSize: 1 });
+    assert.ok(performance.now() - t0 < 1500, 'start() does not wait for a pool that cannot boot');
+    assert.equal(runtime.idleCount, 0);
+    const err = await startFailure(runtime.create({ sandboxId: nextId(), spec: nodeSpec('hello', 'hello.handler'), signal: never }));
+    assert.equal(err.code, 'SANDBOX_START_FAILED');
+    assert.match(err.message, /the runtime process exited with code 1 while it booted; it wrote no output/);
+  });
+
   it('removes every pool log once the runtimes are closed', async () => {
     await Promise.all(runtimes.map((r) => r.close()));
     assert.deepEqual(

@@ -59,7 +59,7 @@ let handler: Handler | undefined;
 let stopping = false;
 
 const server = http.createServer(onRequest);
-// Longer than the data plane's idle keep-alive, so the server never closes a connection the proxy is about to reuse.
+// Longer than the data plane keeps an idle upstream connection (4 s), so the sandbox never closes one the proxy is about to reuse.
 server.keepAliveTimeout = 65_000;
 
 function send(message: RuntimeToWorker, then?: () => void): void {
