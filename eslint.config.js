@@ -4,7 +4,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'src/gen/**', 'test/fixtures/**', 'demo/**', 'scripts/**', 'bench/**/*.mjs', 'bench/**/*.js', 'eslint.config.js'] },
+  { ignores: ['dist/**', 'node_modules/**', 'src/gen/**', 'test/fixtures/**', 'demo/**', 'examples/**', 'scripts/**', 'bench/**/*.mjs', 'bench/**/*.js', 'eslint.config.js'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {

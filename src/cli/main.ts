@@ -238,11 +238,15 @@ export function buildProgram(): Command {
 
   program
     .command('deploy')
-    .description('register a function from a spec file (YAML or JSON), or from flags: baton deploy --name NAME -- COMMAND [ARGS…]')
+    .description(
+      'register a function from a spec file (YAML or JSON), or from flags: baton deploy --name NAME -- COMMAND [ARGS…], ' +
+        'or baton deploy --name NAME --handler FILE.EXPORT for the node runtime',
+    )
     .argument('[file]', 'spec file')
     .argument('[command...]', 'the command, after --')
     .option('--name <name>', 'function name')
     .option('--workdir <dir>', 'working directory (default: the current one, or the spec file’s)')
+    .option('--handler <file.export>', 'a Lambda-style handler in the workdir, served by the node runtime')
     .option('--env <KEY=VALUE>', 'environment variable, repeatable', collect)
     .option('--min <n>', 'minScale', int)
     .option('--max <n>', 'maxScale', int)
@@ -255,12 +259,18 @@ export function buildProgram(): Command {
       if (o.name !== undefined) {
         // With --name, every positional word is the command.
         const argv = [file, ...command].filter((a): a is string => a !== undefined);
-        spec = { name: o.name, command: argv, workdir: resolve((o.workdir as string | undefined) ?? process.cwd()) };
+        spec = { name: o.name, workdir: resolve((o.workdir as string | undefined) ?? process.cwd()) };
+        // A handler and a command together are left for the control plane to refuse, naming the field.
+        if (argv.length > 0 || o.handler === undefined) spec.command = argv;
       } else if (file) {
         spec = readSpecFile(file);
         if (o.workdir !== undefined) spec.workdir = resolve(o.workdir as string);
       } else {
         throw new BatonError('INVALID_SPEC', 'give a spec file, or --name NAME -- COMMAND');
+      }
+      if (o.handler !== undefined) {
+        spec.handler = o.handler;
+        spec.runtime ??= 'node';
       }
       if (o.env) spec.env = { ...(spec.env as Record<string, string> | undefined), ...parseEnvPairs(o.env as string[]) };
       const scaling = defined({ minScale: o.min, maxScale: o.max, containerConcurrency: o.concurrency });

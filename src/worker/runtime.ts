@@ -12,8 +12,9 @@ import { BatonError } from '../shared/errors.js';
 import type { Logger } from '../shared/logging.js';
 import type { FunctionSpec } from '../shared/spec.js';
 import type { PortAllocator } from './ports.js';
-import { OciRuntime, ociUnavailable } from './runtimes/oci.js';
 import { EmulatedRuntime } from './runtimes/emulated.js';
+import { NodeRuntime } from './runtimes/node.js';
+import { OciRuntime, ociUnavailable } from './runtimes/oci.js';
 import { ProcessRuntime } from './runtimes/process.js';
 
 /**
@@ -137,6 +138,20 @@ export const RUNTIME_FACTORIES: Readonly<Record<string, RuntimeFactory>> = Objec
         stopGraceMs: c.config.stopGraceMs,
         log: c.log,
         ports: c.ports,
+      }),
+  },
+  node: {
+    unavailable: (c: RuntimeContext) => NodeRuntime.unavailable(c.config.node.nodePath ?? process.execPath),
+    create: (c: RuntimeContext) =>
+      new NodeRuntime({
+        workerId: c.workerId,
+        host: c.config.host,
+        dataDir: c.dataDir,
+        startTimeoutMs: c.config.sandboxStartTimeoutMs,
+        stopGraceMs: c.config.stopGraceMs,
+        poolSize: c.config.node.poolSize,
+        nodePath: c.config.node.nodePath ?? process.execPath,
+        log: c.log,
       }),
   },
   oci: {
