@@ -8,6 +8,17 @@ import { after, before, describe, test } from 'node:test';
 import { COLD_START_CSV_COLUMNS } from '../../src/controlplane/creation-trace.js';
 import { echoSpec, startTestCluster, waitFor, type TestCluster } from '../helpers/cluster.js';
 
+interface Creation {
+  sandbox: string;
+  worker: string;
+  runtime: string;
+  success: boolean;
+  pooled: boolean;
+  error?: string;
+  ms: Record<'placement' | 'portAllocation' | 'start' | 'readiness' | 'worker' | 'createRpc' | 'propagation' | 'total', number>;
+}
+type Described = { recentCreations: Creation[] };
+
 describe('sandbox creation latency breakdown', () => {
   let c: TestCluster;
   let csv: string;
@@ -22,8 +33,8 @@ describe('sandbox creation latency breakdown', () => {
   test('describe shows the stages of each creation and the CSV has a row for it', async () => {
     assert.equal((await c.admin('POST', '/v1/functions', echoSpec('traced', { scaling: { minScale: 2 } }))).status, 201);
     const d = await waitFor('two creations', async () => {
-      const r = await c.admin('GET', '/v1/functions/traced');
-      return r.body.recentCreations.length >= 2 ? r.body : undefined;
+      const body = (await c.admin('GET', '/v1/functions/traced')).body as Described;
+      return body.recentCreations.length >= 2 ? body : undefined;
     });
     for (const cr of d.recentCreations) {
       assert.equal(cr.success, true);
@@ -45,13 +56,13 @@ describe('sandbox creation latency breakdown', () => {
       'iptables', 'readiness_probe', 'data_plane_propagation', 'snapshot_creation', 'configure_monitoring', 'find_snapshot',
       'db', 'other_worker_node',
     ], "Dirigent's columns first, in its order");
-    const rows = lines.slice(1).map((l) => Object.fromEntries(l.split(',').map((v, i) => [COLD_START_CSV_COLUMNS[i], v])));
+    const rows = lines.slice(1).map((l): Record<string, string> => Object.fromEntries(l.split(',').map((v, i) => [COLD_START_CSV_COLUMNS[i] ?? String(i), v])));
     const ours = rows.filter((r) => r.service_name === 'traced');
     assert.equal(ours.length, 2);
     for (const r of ours) {
       assert.equal(r.success, 'true');
       assert.ok(Number(r.sandbox_start) > 0 && Number(r.readiness_probe) > 0 && Number(r.data_plane_propagation) > 0);
-      assert.ok(d.recentCreations.some((cr: { sandbox: string }) => cr.sandbox === r.container_id));
+      assert.ok(d.recentCreations.some((cr) => cr.sandbox === r.container_id));
     }
   });
 
@@ -59,11 +70,11 @@ describe('sandbox creation latency breakdown', () => {
     const spec = { name: 'broken', command: ['/nonexistent/program'], scaling: { minScale: 1 } };
     assert.equal((await c.admin('POST', '/v1/functions', spec)).status, 201);
     const d = await waitFor('a failed creation', async () => {
-      const r = await c.admin('GET', '/v1/functions/broken');
-      return r.body.recentCreations.length >= 1 ? r.body : undefined;
+      const body = (await c.admin('GET', '/v1/functions/broken')).body as Described;
+      return body.recentCreations.length >= 1 ? body : undefined;
     });
-    assert.equal(d.recentCreations[0].success, false);
-    assert.match(d.recentCreations[0].error, /nonexistent/);
+    assert.equal(d.recentCreations[0]?.success, false);
+    assert.match(d.recentCreations[0]?.error ?? '', /nonexistent/);
     const rows = readFileSync(csv, 'utf8').trim().split('\n').slice(1);
     assert.ok(rows.some((l) => l.includes(',broken,') && l.includes(',false,')));
     await c.admin('DELETE', '/v1/functions/broken');
