@@ -38,6 +38,12 @@ interface Reservation {
   memoryMb: number;
 }
 
+/** Why a worker may not offer a runtime, for the NO_WORKERS message (docs/runtimes.md). */
+const RUNTIME_HINTS: Readonly<Record<string, string>> = {
+  oci: ': it needs a worker running as root with runc installed',
+  emulated: ': it is opt-in, on workers started with --emulate N or whose runtimes name it',
+};
+
 /** Conditions that placement sets and clears; a create retries them on every tick, without back-off. */
 const PLACEMENT_CONDITIONS: ReadonlySet<ErrorCode> = new Set(['NO_WORKERS', 'NO_CAPACITY']);
 
@@ -154,7 +160,7 @@ export class Actuator {
     const request = { function: spec.name, cpuMillis: spec.resources.cpuMillis, memoryMb: spec.resources.memoryMb };
     const worker = workers[this.placement.place(candidates, request)];
     if (!worker) {
-      if (workers.length === 0) this.placementFailed(fn, 'NO_WORKERS', `no ready worker runs the ${spec.runtime} runtime`);
+      if (workers.length === 0) this.placementFailed(fn, 'NO_WORKERS', `no ready worker runs the ${spec.runtime} runtime${RUNTIME_HINTS[spec.runtime] ?? ''}`);
       else this.placementFailed(fn, 'NO_CAPACITY', explainNoFit(candidates, request));
       return undefined;
     }

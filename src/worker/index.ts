@@ -106,6 +106,7 @@ export class Worker {
       ports: new PortAllocator(config.host),
     });
     this.runtimes = built.runtimes;
+    for (const [name, why] of built.missing) this.log.info({ runtime: name, reason: why }, 'runtime not offered');
     this.table = new SandboxTable({
       runtimes: this.runtimes,
       missingRuntimes: built.missing,
