@@ -26,32 +26,15 @@
 //   node bench/coldstart/run.mjs [--iterations 20] [--warmup 3]
 //
 // Needs: npm run build.
-import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
-import {
-  FIXTURES,
-  HELLO_SERVER,
-  REPO_ROOT,
-  adminApi,
-  freePort,
-  helloSpec,
-  median,
-  quantile,
-  round,
-  runMain,
-  sleep,
-  startBaton,
-  stopChild,
-} from '../lib/harness.mjs';
-import { getOnce } from '../lib/http-once.mjs';
+import { REPO_ROOT, adminApi, helloSpec, median, quantile, round, runMain, startBaton } from '../lib/harness.mjs';
+import { getOnce, rawColdStart } from '../lib/http-once.mjs';
 
 const TARGET_EXTRA_MS = 5; // Baton median − raw median (DESIGN.md)
-const RAW_POLL_INTERVAL_MS = 1; // setTimeout's floor; an attempt itself takes ~0.1–0.3 ms
-const REQUEST_TIMEOUT_MS = 30_000;
 
 const { values: flags } = parseArgs({
   options: {
@@ -74,33 +57,6 @@ if (!Number.isInteger(warmup) || warmup < 0) throw new Error('--warmup must be a
 
 // ---- the two sides ------------------------------------------------------------------
 
-/** Raw: spawn the fixture with a clean environment, poll until 200. Milliseconds. */
-async function rawColdStart() {
-  const port = await freePort();
-  const t0 = performance.now();
-  const child = spawn(process.execPath, [HELLO_SERVER], {
-    cwd: FIXTURES,
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', PORT: String(port), HOST: '127.0.0.1' },
-    stdio: 'ignore',
-  });
-  child.benchName = 'hello-server (raw)';
-  child.exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
-  try {
-    for (;;) {
-      try {
-        const res = await getOnce('127.0.0.1', port, '/', 5_000);
-        if (res.status === 200) return { ms: performance.now() - t0, body: res.body };
-      } catch (err) {
-        if (err.code !== 'ECONNREFUSED' && err.code !== 'ECONNRESET') throw err;
-      }
-      if (child.exitCode !== null) throw new Error(`hello-server exited with ${child.exitCode} before answering`);
-      if (performance.now() - t0 > REQUEST_TIMEOUT_MS) throw new Error('hello-server did not answer within 30 s');
-      await sleep(RAW_POLL_INTERVAL_MS);
-    }
-  } finally {
-    await stopChild(child, 5_000);
-  }
-}
 
 /** Baton: deploy a fresh function, time the first invocation, delete it. */
 async function batonColdStart(baton, name) {

@@ -26,10 +26,10 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
-import { FIXTURES, HELLO_SERVER, REPO_ROOT, adminApi, freePort, makeTempDir, median, quantile, round, runMain, sleep, startBaton, stopChild } from '../lib/harness.mjs';
-import { getOnce } from '../lib/http-once.mjs';
+import { FIXTURES, HELLO_SERVER, REPO_ROOT, adminApi, makeTempDir, median, quantile, round, runMain, sleep, startBaton } from '../lib/harness.mjs';
+import { getOnce, rawColdStart } from '../lib/http-once.mjs';
 
 const VARIANTS = {
   process: { spec: (name) => ({ name, command: [process.execPath, HELLO_SERVER], workdir: FIXTURES }) },
@@ -78,33 +78,6 @@ function ociUsable() {
   return r.status === 0 ? undefined : 'runc not found';
 }
 
-/** Raw: spawn the fixture with a clean environment, poll GET / until 200. Milliseconds. */
-async function rawColdStart() {
-  const port = await freePort();
-  const t0 = performance.now();
-  const child = spawn(process.execPath, [HELLO_SERVER], {
-    cwd: FIXTURES,
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', PORT: String(port), HOST: '127.0.0.1' },
-    stdio: 'ignore',
-  });
-  child.benchName = 'hello-server (raw)';
-  child.exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
-  try {
-    for (;;) {
-      try {
-        const res = await getOnce('127.0.0.1', port, '/', 5_000);
-        if (res.status === 200) return performance.now() - t0;
-      } catch (err) {
-        if (err.code !== 'ECONNREFUSED' && err.code !== 'ECONNRESET') throw err;
-      }
-      if (child.exitCode !== null) throw new Error(`hello-server exited with ${child.exitCode} before answering`);
-      if (performance.now() - t0 > 30_000) throw new Error('hello-server did not answer within 30 s');
-      await sleep(1);
-    }
-  } finally {
-    await stopChild(child, 5_000);
-  }
-}
 
 async function batonColdStart(cluster, variant, name) {
   // A whole core each: at the default 100 millicores an oci sandbox (a CPU quota) boots Node
@@ -162,7 +135,7 @@ async function main() {
     const order = sides.map((_, k) => sides[(k + i) % sides.length]);
     for (const side of order) {
       if (side === 'raw') {
-        const ms = await rawColdStart();
+        const { ms } = await rawColdStart();
         if (recorded) raw.push(ms);
         process.stderr.write(`${label.padEnd(12)} ${'raw'.padEnd(13)} ${ms.toFixed(2).padStart(8)} ms\n`);
         continue;

@@ -1,7 +1,10 @@
 // A minimal HTTP/1.1 client on node:net for cold-start measurements: one GET on a fresh
 // connection with `connection: close`, so every side of a comparison pays the same client
 // cost and nothing is pooled.
+import { spawn } from 'node:child_process';
 import net from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { FIXTURES, HELLO_SERVER, freePort, sleep, stopChild } from './harness.mjs';
 
 const REQUEST_TIMEOUT_MS = 30_000;
 
@@ -74,3 +77,31 @@ function dechunk(body) {
   }
 }
 
+
+/** Raw: spawn the fixture with a clean environment, poll until 200. Milliseconds. */
+export async function rawColdStart() {
+  const port = await freePort();
+  const t0 = performance.now();
+  const child = spawn(process.execPath, [HELLO_SERVER], {
+    cwd: FIXTURES,
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', PORT: String(port), HOST: '127.0.0.1' },
+    stdio: 'ignore',
+  });
+  child.benchName = 'hello-server (raw)';
+  child.exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  try {
+    for (;;) {
+      try {
+        const res = await getOnce('127.0.0.1', port, '/', 5_000);
+        if (res.status === 200) return { ms: performance.now() - t0, body: res.body };
+      } catch (err) {
+        if (err.code !== 'ECONNREFUSED' && err.code !== 'ECONNRESET') throw err;
+      }
+      if (child.exitCode !== null) throw new Error(`hello-server exited with ${child.exitCode} before answering`);
+      if (performance.now() - t0 > REQUEST_TIMEOUT_MS) throw new Error('hello-server did not answer within 30 s');
+      await sleep(1);
+    }
+  } finally {
+    await stopChild(child, 5_000);
+  }
+}

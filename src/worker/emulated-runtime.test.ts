@@ -5,12 +5,11 @@ import * as http from 'node:http';
 import * as net from 'node:net';
 import { after, describe, it } from 'node:test';
 import type { WorkerConfig } from '../shared/config.js';
-import { BatonError } from '../shared/errors.js';
 import { silentLogger } from '../shared/logging.js';
 import type { FunctionSpec } from '../shared/spec.js';
 import type { RuntimeSandbox } from './runtime.js';
 import { EmulatedRuntime, type EmulatedRuntimeOptions } from './runtimes/emulated.js';
-import { functionSpec } from './test-support.js';
+import { functionSpec, startFailure } from './test-support.js';
 
 interface Reply {
   status: number;
@@ -49,16 +48,6 @@ function refused(port: number): Promise<boolean> {
     });
     s.once('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'ECONNREFUSED'));
   });
-}
-
-async function rejection(promise: Promise<unknown>): Promise<BatonError> {
-  try {
-    await promise;
-  } catch (err) {
-    assert.ok(err instanceof BatonError, `expected a BatonError, got ${String(err)}`);
-    return err;
-  }
-  assert.fail('expected a rejection');
 }
 
 function emulatedSpec(name: string, over: { durationMs?: number; containerConcurrency?: number; timeoutMs?: number } = {}): FunctionSpec {
@@ -141,7 +130,7 @@ describe('emulated runtime', () => {
     const t0 = performance.now();
     const pending = r.create({ sandboxId: nextId(), spec: emulatedSpec('abort'), signal: abort.signal });
     setTimeout(() => abort.abort(), 50);
-    const err = await rejection(pending);
+    const err = await startFailure(pending);
     assert.equal(err.code, 'UNAVAILABLE');
     assert.equal(err.details?.reason, 'deleted');
     assert.ok(performance.now() - t0 < 1000);
@@ -150,7 +139,7 @@ describe('emulated runtime', () => {
   it('fails a start whose delay is over sandboxStartTimeoutMs, after that timeout', async () => {
     const r = runtime({ startDelay: { ...noDelay, ms: 10_000 }, startTimeoutMs: 100 });
     const t0 = performance.now();
-    const err = await rejection(r.create({ sandboxId: nextId(), spec: emulatedSpec('late'), signal: never }));
+    const err = await startFailure(r.create({ sandboxId: nextId(), spec: emulatedSpec('late'), signal: never }));
     assert.equal(err.code, 'SANDBOX_START_FAILED');
     assert.equal(err.details?.reason, 'probe_timeout');
     assert.ok(performance.now() - t0 >= 95);
@@ -287,7 +276,7 @@ describe('emulated runtime', () => {
     const pending = slow.create({ sandboxId: nextId(), spec: emulatedSpec('k'), signal: never });
     r.killAllNow();
     slow.killAllNow();
-    assert.equal((await rejection(pending)).details?.reason, 'deleted');
+    assert.equal((await startFailure(pending)).details?.reason, 'deleted');
     assert.equal((await a.exited).signal, 'SIGKILL');
     assert.ok((await refused(a.port)) && (await refused(b.port)));
   });

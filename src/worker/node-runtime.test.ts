@@ -6,12 +6,11 @@ import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import * as http from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { BatonError } from '../shared/errors.js';
 import { silentLogger } from '../shared/logging.js';
 import type { FunctionSpec } from '../shared/spec.js';
 import type { RuntimeSandbox } from './runtime.js';
 import { NodeRuntime, type NodeRuntimeOptions } from './runtimes/node.js';
-import { functionSpec, liveGroupMembers, processAlive, repoRoot, tempDir, waitFor } from './test-support.js';
+import { functionSpec, liveGroupMembers, processAlive, repoRoot, tempDir, waitFor, startFailure } from './test-support.js';
 
 const HANDLERS = join(repoRoot, 'test', 'fixtures', 'node-handlers');
 
@@ -35,16 +34,6 @@ function request(port: number, path: string, init: { method?: string; headers?: 
     req.on('error', reject);
     req.end(init.body);
   });
-}
-
-async function startFailure(promise: Promise<unknown>): Promise<BatonError> {
-  try {
-    await promise;
-  } catch (err) {
-    assert.ok(err instanceof BatonError, `expected a BatonError, got ${String(err)}`);
-    return err;
-  }
-  assert.fail('create should have failed');
 }
 
 function nodeSpec(name: string, handler: string, env: Record<string, string> = {}): FunctionSpec {

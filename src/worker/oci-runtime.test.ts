@@ -15,13 +15,12 @@ import * as http from 'node:http';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { workerSchema } from '../shared/config.js';
-import { BatonError } from '../shared/errors.js';
 import { silentLogger } from '../shared/logging.js';
 import type { FunctionSpec } from '../shared/spec.js';
 import { PortAllocator } from './ports.js';
 import type { RuntimeSandbox } from './runtime.js';
 import { OciRuntime, ociUnavailable, type OciConfig } from './runtimes/oci.js';
-import { fixture, functionSpec, processAlive, tempDir, waitFor } from './test-support.js';
+import { fixture, functionSpec, processAlive, tempDir, waitFor, startFailure } from './test-support.js';
 
 const MIB = 1024 * 1024;
 const FUNCTION_DIR = dirname(fixture('oci-function.js'));
@@ -43,16 +42,6 @@ async function getJson(port: number, path: string): Promise<any> {
   const res = await get(port, path);
   assert.equal(res.status, 200, res.body);
   return JSON.parse(res.body);
-}
-
-async function startFailure(promise: Promise<unknown>): Promise<BatonError> {
-  try {
-    await promise;
-  } catch (err) {
-    assert.ok(err instanceof BatonError, `expected a BatonError, got ${String(err)}`);
-    return err;
-  }
-  assert.fail('create should have failed');
 }
 
 function run(file: string, args: string[]): string {

@@ -5,12 +5,11 @@ import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import * as http from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { BatonError } from '../shared/errors.js';
 import { silentLogger } from '../shared/logging.js';
 import { PortAllocator } from './ports.js';
 import { ProcessRuntime, type ProcessRuntimeOptions } from './runtimes/process.js';
 import type { RuntimeSandbox } from './runtime.js';
-import { fixture, functionSpec, liveGroupMembers, processAlive, sandboxProcesses, tempDir, waitFor } from './test-support.js';
+import { fixture, functionSpec, liveGroupMembers, processAlive, sandboxProcesses, tempDir, waitFor, startFailure } from './test-support.js';
 
 function get(port: number, path: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
@@ -22,16 +21,6 @@ function get(port: number, path: string): Promise<{ status: number; body: string
     });
     req.on('error', reject);
   });
-}
-
-async function startFailure(promise: Promise<unknown>): Promise<BatonError> {
-  try {
-    await promise;
-  } catch (err) {
-    assert.ok(err instanceof BatonError, `expected a BatonError, got ${String(err)}`);
-    return err;
-  }
-  assert.fail('create should have failed');
 }
 
 const NODE = process.execPath;

@@ -1,6 +1,7 @@
 // Helpers for the worker's tests, not used at run time: fixture paths, a
 // /proc view that checks for leftover processes independently of the code
 // under test, and a recording control plane served over real RPC.
+import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -13,6 +14,7 @@ import {
   type SandboxFailure,
   type WorkerHeartbeatRequest,
 } from '../gen/baton/v1/controlplane_pb.js';
+import { BatonError } from '../shared/errors.js';
 import { silentLogger } from '../shared/logging.js';
 import { startRpcServer } from '../shared/rpc.js';
 import type { DualListener } from '../shared/listener.js';
@@ -158,4 +160,15 @@ export class RecordingControlPlane {
   async close(): Promise<void> {
     await this.server?.close(0);
   }
+}
+
+/** The BatonError a promise rejects with; fails the test when it resolves or rejects with anything else. */
+export async function startFailure(promise: Promise<unknown>): Promise<BatonError> {
+  try {
+    await promise;
+  } catch (err) {
+    assert.ok(err instanceof BatonError, `expected a BatonError, got ${String(err)}`);
+    return err;
+  }
+  assert.fail('expected a rejection');
 }
