@@ -33,14 +33,14 @@ import { getOnce, rawColdStart } from '../lib/http-once.mjs';
 
 const VARIANTS = {
   process: { spec: (name) => ({ name, command: [process.execPath, HELLO_SERVER], workdir: FIXTURES }) },
-  'oci-host': { needsRoot: true, spec: (name) => ({ name, runtime: 'oci', command: [process.execPath, '/function/hello-server.js'], workdir: FIXTURES }) },
+  'oci-host': { needsRoot: true, spec: (name) => ({ name, runtime: 'oci', network: 'host', command: [process.execPath, '/function/hello-server.js'], workdir: FIXTURES }) },
   'oci-isolated': {
     needsRoot: true,
     spec: (name) => ({ name, runtime: 'oci', network: 'isolated', command: [process.execPath, '/function/hello-server.js'], workdir: FIXTURES }),
   },
   // The same function deployed again after a delete: the worker kept a container created
   // ahead for it (oci.precreate), so the start is `runc start` alone.
-  'oci-host-again': { needsRoot: true, sameName: true, spec: (name) => ({ name, runtime: 'oci', command: [process.execPath, '/function/hello-server.js'], workdir: FIXTURES }) },
+  'oci-host-again': { needsRoot: true, sameName: true, spec: (name) => ({ name, runtime: 'oci', network: 'host', command: [process.execPath, '/function/hello-server.js'], workdir: FIXTURES }) },
   'oci-isolated-again': {
     needsRoot: true,
     sameName: true,

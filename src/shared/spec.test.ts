@@ -93,6 +93,14 @@ test('each runtime names its own code, and fields of other runtimes are refused'
   assert.equal(node.handler, 'lib/app.main');
   const oci = parseFunctionSpec({ name: 'g', runtime: 'oci', command: ['/usr/bin/python3', '-m', 'http.server'], network: 'isolated' });
   assert.equal(oci.network, 'isolated');
+  // oci defaults to its own network: on the host's it would share loopback with the worker's RPC.
+  assert.equal(parseFunctionSpec({ name: 'g', runtime: 'oci', command: ['x'] }).network, 'isolated');
+  assert.equal(parseFunctionSpec({ name: 'g', runtime: 'oci', command: ['x'], network: 'host' }).network, 'host');
+  assert.equal(parseFunctionSpec({ name: 'g', command: ['x'] }).network, undefined);
+  invalid({ name: 'g', runtime: 'oci', command: ['x'], workdir: '/' }, 'workdir');
+  invalid({ name: 'g', runtime: 'oci', command: ['x'], workdir: '/proc/1' }, 'workdir');
+  invalid({ name: 'g', runtime: 'oci', command: ['x'], workdir: '/run' }, 'workdir');
+  assert.equal(parseFunctionSpec({ name: 'g', runtime: 'oci', command: ['x'], workdir: '/srv/g' }).workdir, '/srv/g');
   const emu = parseFunctionSpec({ name: 'h', runtime: 'emulated', emulation: { durationMs: 250 } });
   assert.deepEqual(emu.emulation, { durationMs: 250 });
   assert.equal(parseFunctionSpec({ name: 'i', runtime: 'emulated' }).emulation, undefined);
@@ -113,4 +121,10 @@ test('every runtime round-trips through protobuf and through the stored form', (
   const unknown = toFunctionSpecMessage(specs[1]!, 1n);
   unknown.runtime = 'firecracker';
   assert.throws(() => fromFunctionSpecMessage(unknown), (e: unknown) => e instanceof BatonError && e.code === 'UNSUPPORTED_RUNTIME');
+  // So is a network mode it does not know: never the host's network by default.
+  const net = toFunctionSpecMessage(specs[1]!, 1n);
+  net.network = 'vpc';
+  assert.throws(() => fromFunctionSpecMessage(net), (e: unknown) => e instanceof BatonError && e.code === 'INVALID_SPEC');
+  net.network = '';
+  assert.equal(fromFunctionSpecMessage(net).network, 'isolated');
 });

@@ -28,6 +28,9 @@ export function isRuntimeName(name: string): name is RuntimeName {
 export const NETWORK_MODES = ['host', 'isolated'] as const;
 export type NetworkMode = (typeof NETWORK_MODES)[number];
 
+/** Directories whose contents are the host's own state: never bound into an oci sandbox as its function directory. */
+const HOST_STATE_DIRS = ['/proc', '/sys', '/dev', '/run', '/boot', '/var/run'];
+
 /** `file.export`: a module path relative to the function's directory, and the name it exports. */
 const HANDLER = /^[A-Za-z0-9_@][A-Za-z0-9_./@-]*\.[A-Za-z_$][A-Za-z0-9_$]*$/;
 
@@ -101,7 +104,7 @@ export const functionSpecSchema = z
       .regex(HANDLER, 'must be "file.export", the file relative to workdir (e.g. "index.handler")')
       .refine((h) => !h.split('/').includes('..'), 'must stay inside workdir')
       .optional(),
-    /** For `oci`: `host` (default) or `isolated`. */
+    /** For `oci`: `isolated` (default) or `host`. */
     network: z.enum(NETWORK_MODES).optional(),
     /** For `emulated`: how long a request is held when it does not say (x-baton-emulate-ms). */
     emulation: z.object({ durationMs: z.number().int().min(0).max(3_600_000) }).strict().optional(),
@@ -131,6 +134,10 @@ export const functionSpecSchema = z
       issue('handler', 'is only for runtime "node"');
     }
     if (v.network && v.runtime !== 'oci') issue('network', 'is only for runtime "oci"');
+    const workdir = v.workdir;
+    if (v.runtime === 'oci' && workdir !== undefined && HOST_STATE_DIRS.some((d) => workdir === d || workdir.startsWith(`${d}/`) || d.startsWith(`${workdir.replace(/\/+$/, '')}/`))) {
+      issue('workdir', 'must not be, or hold, the host\'s system state (/, /proc, /sys, /dev, /run, /boot): it is bound into the container');
+    }
     if (v.emulation && v.runtime !== 'emulated') issue('emulation', 'is only for runtime "emulated"');
   });
 
@@ -147,7 +154,7 @@ export interface FunctionSpec {
   readonly workdir?: string | undefined;
   /** `file.export`, for `node`. */
   readonly handler?: string | undefined;
-  /** For `oci`; unset means `host`. */
+  /** For `oci` (always set for it; `isolated` unless the spec says `host`). */
   readonly network?: NetworkMode | undefined;
   /** For `emulated`: the default time a request is held. */
   readonly emulation?: Readonly<{ durationMs: number }> | undefined;
@@ -193,7 +200,9 @@ export function parseFunctionSpec(input: unknown): FunctionSpec {
     command: v.command ?? [],
     workdir: v.workdir,
     ...(v.handler === undefined ? {} : { handler: v.handler }),
-    ...(v.network === undefined ? {} : { network: v.network }),
+    // An oci sandbox gets its own network unless the spec asks for the host's: on the host's
+    // network it shares loopback with the worker's RPC and the admin API (docs/runtimes.md).
+    ...(v.runtime === 'oci' ? { network: v.network ?? 'isolated' } : {}),
     ...(v.emulation === undefined ? {} : { emulation: v.emulation }),
     env: v.env,
     resources: { ...RESOURCE_DEFAULTS, ...v.resources },
@@ -281,7 +290,7 @@ export function fromFunctionSpecMessage(m: FunctionSpecMessage): FunctionSpec {
     command: [...m.command],
     workdir: m.workdir === '' ? undefined : m.workdir,
     ...(m.handler === '' ? {} : { handler: m.handler }),
-    ...((NETWORK_MODES as readonly string[]).includes(m.network) ? { network: m.network as NetworkMode } : {}),
+    ...(runtime === 'oci' ? { network: networkMode(m) } : {}),
     ...(m.hasEmulation ? { emulation: { durationMs: m.emulatedDurationMs } } : {}),
     env: { ...m.env },
     resources: {
@@ -305,6 +314,13 @@ export function fromFunctionSpecMessage(m: FunctionSpecMessage): FunctionSpec {
     timeoutMs: m.timeoutMs || DEFAULT_TIMEOUT_MS,
     ...(isLoadBalancingPolicyName(m.loadBalancing) ? { loadBalancing: m.loadBalancing } : {}),
   });
+}
+
+/** An oci spec's network from the wire: empty is the default, an unknown mode is refused rather than run on the host's. */
+function networkMode(m: FunctionSpecMessage): NetworkMode {
+  if (m.network === '') return 'isolated';
+  if ((NETWORK_MODES as readonly string[]).includes(m.network)) return m.network as NetworkMode;
+  throw new BatonError('INVALID_SPEC', `function "${m.name}": network "${m.network}" is not known to this build`, { details: { field: 'network' } });
 }
 
 export function deepFreeze<T>(value: T): T {

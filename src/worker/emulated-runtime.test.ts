@@ -120,7 +120,8 @@ describe('emulated runtime', () => {
       return out;
     };
     const first = await delays(3);
-    assert.ok(first.every((ms) => ms >= 5 && ms <= 60), String(first));
+    // Drawn from [5, 45] ms; a timer may fire late on a loaded machine, never early.
+    assert.ok(first.every((ms) => ms >= 5 && ms <= 45 + 250), String(first));
     assert.ok(new Set(first).size > 1, `the delays vary: ${String(first)}`);
   });
 

@@ -79,15 +79,19 @@ describe('node runtime: results', () => {
 
   it('refuses results it cannot send, saying why', () => {
     const bad: [unknown, RegExp][] = [
-      [{ statusCode: 99 }, /statusCode must be an integer from 100 to 599, got 99/],
+      [{ statusCode: 99 }, /statusCode must be an integer from 200 to 599, got 99/],
+      [{ statusCode: 101 }, /from 200 to 599, got 101/],
       [{ statusCode: 200.5 }, /got 200.5/],
       [{ statusCode: 200, headers: ['x'] }, /headers must be an object/],
       [{ statusCode: 200, multiValueHeaders: { x: 'y' } }, /multiValueHeaders\.x must be an array/],
       [{ statusCode: 200, cookies: 'a=1' }, /cookies must be an array/],
       [{ statusCode: 200, headers: { x: () => 1 } }, /header x: a value must be a string, a number or a boolean, not a function/],
+      // What node:http would refuse when writing: a crash of the whole sandbox if it got that far.
+      [{ statusCode: 200, headers: { 'x-echo': 'a\r\nset-cookie: evil=1' } }, /header "x-echo"/],
+      [{ statusCode: 200, headers: { 'X Foo': 'bar' } }, /header "X Foo"/],
       [{ circular: {} }, /cannot be serialised as JSON/],
     ];
-    (bad[6]?.[0] as { circular: Record<string, unknown> }).circular.self = bad[6]?.[0];
+    (bad[9]?.[0] as { circular: Record<string, unknown> }).circular.self = bad[9]?.[0];
     for (const [result, message] of bad) {
       assert.throws(() => mapResult(result), (err: unknown) => err instanceof InvalidResultError && message.test(err.message));
     }

@@ -268,6 +268,12 @@ describe('node runtime', () => {
     assert.deepEqual(structured.headers['set-cookie'], ['a=1', 'b=2; Path=/; HttpOnly']);
     assert.equal(structured.headers['content-length'], '7', 'the runtime sets the length of what it sends');
 
+    // A header node:http cannot write (a handler echoing a request header with a newline):
+    // a 500 for this request, and the sandbox goes on serving.
+    const badHeader = await send({ statusCode: 200, headers: { 'x-echo': 'a\nb' }, body: 'x' });
+    assert.equal(badHeader.status, 500);
+    assert.equal((await send({ statusCode: 200, body: 'still here' })).text, 'still here');
+
     const noContent = await send({ statusCode: 204 });
     assert.equal(noContent.status, 204);
     assert.equal(noContent.text, '');
@@ -344,7 +350,7 @@ describe('node runtime', () => {
     const second = JSON.parse(b.text);
     assert.equal(first.pid, second.pid);
     assert.ok(first.started < second.ended && second.started < first.ended, 'the two invocations overlapped');
-    assert.ok(took < 550, `both answered within one wait (took ${took.toFixed(0)} ms)`);
+    assert.ok(took >= 295, `took ${took.toFixed(0)} ms`);
     await sandbox.stop();
   });
 

@@ -178,7 +178,7 @@ export type FunctionSpec = Message<"baton.v1.FunctionSpec"> & {
   handler: string;
 
   /**
-   * runtime "oci": "host" (empty) or "isolated".
+   * runtime "oci": "isolated" (empty means it too) or "host".
    *
    * @generated from field: string network = 12;
    */

@@ -113,8 +113,20 @@ async function invoke(req: http.IncomingMessage, res: http.ServerResponse, body:
   const { statusCode, headers, body: payload } = response;
   // writeHead commits the headers, so the length is given here or the answer goes chunked.
   const hasBody = statusCode !== 204 && statusCode !== 304 && statusCode >= 200;
-  res.writeHead(statusCode, hasBody ? { ...headers, 'content-length': String(payload.length) } : headers);
-  res.end(hasBody ? payload : undefined);
+  try {
+    res.writeHead(statusCode, hasBody ? { ...headers, 'content-length': String(payload.length) } : headers);
+    res.end(hasBody ? payload : undefined);
+  } catch (err) {
+    // mapResult checks what node:http checks; should anything still be refused, this
+    // request fails, not every request the sandbox is serving.
+    process.stderr.write(`${new Date().toISOString()}\t${requestId}\tERROR\tcannot write the response: ${(err as Error).message}\n`);
+    if (!res.headersSent) {
+      res.writeHead(500, { 'content-type': 'application/json', 'content-length': String(INTERNAL_ERROR.body.length) });
+      res.end(INTERNAL_ERROR.body);
+    } else {
+      res.destroy();
+    }
+  }
 }
 
 /** Runs an async handler, or a callback-style one (three parameters): whichever settles first wins. */

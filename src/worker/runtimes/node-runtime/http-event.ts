@@ -10,6 +10,7 @@
 // base64 with `isBase64Encoded`, and "format inference" for results without
 // a statusCode: 200, content-type application/json, the result as the body.
 import { isUtf8 } from 'node:buffer';
+import { validateHeaderName, validateHeaderValue } from 'node:http';
 
 /** What a function sees of the sandbox it runs in; fixed when the handler is loaded. */
 export interface InvocationSite {
@@ -207,14 +208,23 @@ export function mapResult(result: unknown): HttpResponse {
 
 function mapStructured(r: Record<string, unknown>): HttpResponse {
   const statusCode = r.statusCode;
-  if (typeof statusCode !== 'number' || !Number.isInteger(statusCode) || statusCode < 100 || statusCode > 599) {
-    throw new InvalidResultError(`statusCode must be an integer from 100 to 599, got ${describe(statusCode)}`);
+  // 1xx are interim responses: one as the answer would leave the client waiting for the final one.
+  if (typeof statusCode !== 'number' || !Number.isInteger(statusCode) || statusCode < 200 || statusCode > 599) {
+    throw new InvalidResultError(`statusCode must be an integer from 200 to 599, got ${describe(statusCode)}`);
   }
   const headers: Record<string, string | string[]> = {};
   const add = (name: string, value: unknown, append: boolean): void => {
     const key = name.toLowerCase();
     if (OWN_HEADERS.has(key) || value === undefined || value === null) return;
     const text = headerText(name, value);
+    // Checked here, as node:http would when writing them: a name or value it refuses
+    // (a space, a newline) is the handler's bad result, a 500, not a crash of the sandbox.
+    try {
+      validateHeaderName(name);
+      validateHeaderValue(name, text);
+    } catch (err) {
+      throw new InvalidResultError(`header ${JSON.stringify(name.slice(0, 64))}: ${(err as Error).message}`);
+    }
     const previous = headers[key];
     if (!append || previous === undefined) headers[key] = text;
     else headers[key] = Array.isArray(previous) ? [...previous, text] : [previous, text];

@@ -152,7 +152,9 @@ export function ociConfig(input: BundleInput): Record<string, unknown> {
     ...layout.extraBinds.map((d) => roBind(d)),
     ...(input.spec.workdir === undefined
       ? []
-      : [{ destination: FUNCTION_DIR, type: 'bind', source: input.spec.workdir, options: ['rbind', 'ro', 'nosuid', 'nodev'] }]),
+      : // A plain bind: mounts under the directory stay out (rbind would bring them in, and
+        // runc 1.1 makes only the top of an rbind read-only).
+        [{ destination: FUNCTION_DIR, type: 'bind', source: input.spec.workdir, options: ['bind', 'ro', 'nosuid', 'nodev'] }]),
     {
       destination: '/tmp',
       type: 'tmpfs',
@@ -185,7 +187,8 @@ export function ociConfig(input: BundleInput): Record<string, unknown> {
         cpu: {
           // Shares weigh sandboxes against each other when the machine is busy; the quota caps each one.
           shares: Math.max(2, Math.round((spec.resources.cpuMillis * 1024) / 1000)),
-          quota: spec.resources.cpuMillis * (CPU_PERIOD_US / 1000),
+          // The kernel refuses a quota under 1 ms (EINVAL), so below 10 millicores the cap is 10.
+          quota: Math.max(1000, spec.resources.cpuMillis * (CPU_PERIOD_US / 1000)),
           period: CPU_PERIOD_US,
         },
         pids: { limit: input.pidsLimit },

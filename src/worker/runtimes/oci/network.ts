@@ -259,6 +259,8 @@ export class IsolatedNetwork {
   private async ensureBridge(): Promise<void> {
     const { bridge } = this.options;
     const cidr = `${this.subnet.bridgeIp}/${this.subnet.prefix}`;
+    // Another worker that left may have removed the directory with the bridge.
+    await mkdir(this.leaseDir, { recursive: true });
     if (!existsSync(`/sys/class/net/${bridge}`)) {
       // The marker says a worker made it, so the last one to leave may remove it.
       await writeFile(join(this.leaseDir, 'created'), '');
@@ -275,6 +277,9 @@ export class IsolatedNetwork {
         if (!/File exists/.test((err as Error).message)) throw err;
       });
     }
+    // No IPv6 on the bridge: the filter chains are IPv4 only, and a sandbox could
+    // otherwise reach the host's services bound to :: over link-local addresses.
+    if (existsSync(`/proc/sys/net/ipv6/conf/${bridge}/disable_ipv6`)) await writeFile(`/proc/sys/net/ipv6/conf/${bridge}/disable_ipv6`, '1');
     await runTool(this.tools.ip, ['link', 'set', bridge, 'up']);
     // ip_forward: DNAT'd traffic from other hosts and sandboxes' outbound traffic are forwarded.
     // route_localnet here, every time: a bridge made again (another worker removed it) starts without it.
@@ -345,6 +350,8 @@ export class IsolatedNetwork {
           `link add ${hostVeth} type veth peer name eth0 netns ${netns}`,
           `link set ${hostVeth} master ${bridge}`,
           `link set ${hostVeth} type bridge_slave isolated on`,
+          // No link-local IPv6 on either end (the bridge has none either): IPv4 only, as the filters.
+          `link set ${hostVeth} addrgenmode none`,
           `link set ${hostVeth} up`,
           '',
         ].join('\n'),
@@ -352,7 +359,7 @@ export class IsolatedNetwork {
       await runTool(
         this.tools.ip,
         ['-n', netns, '-batch', '-'],
-        [`addr add ${ip}/${this.subnet.prefix} dev eth0`, 'link set eth0 up', 'link set lo up', `route add default via ${this.subnet.bridgeIp}`, ''].join(
+        [`addr add ${ip}/${this.subnet.prefix} dev eth0`, 'link set eth0 addrgenmode none', 'link set eth0 up', 'link set lo up', `route add default via ${this.subnet.bridgeIp}`, ''].join(
           '\n',
         ),
       );
@@ -386,6 +393,7 @@ export class IsolatedNetwork {
 
   /** Leases a free address of the subnet: an O_EXCL file per address, shared by every worker on the machine. */
   private async leaseIp(): Promise<string> {
+    await mkdir(this.leaseDir, { recursive: true });
     const size = this.subnet.last - this.subnet.first + 1;
     for (let i = 0; i < size; i++) {
       const n = this.nextIp;

@@ -124,6 +124,9 @@ export class OciSandbox implements RuntimeSandbox {
         this.hooks.log.warn({ sandboxId: this.sandboxId, pid: this.pid }, 'oci: container init still alive after SIGKILL');
       }
     }
+    // An init already dead when the stop came was never signalled nor polled since: look
+    // now, so `exited` settles even if the watcher is closed before its next poll.
+    if (!this.ended) await this.hooks.watcher.check(init);
     await this.teardown();
     if (removeLog) await unlink(this.container.logPath).catch(() => undefined);
   }
