@@ -56,6 +56,8 @@ export async function startCluster(cfg: UpConfig): Promise<RunningCluster> {
   // Section values win over the cluster-wide log level; the addresses and ports are up's own.
   const cpConfig = compileConfig(controlPlaneSchema, {
     logLevel,
+    // Its workers start with it, so none comes back with sandboxes to take back.
+    recoveryWindowMs: 0,
     ...cfg.controlplane,
     host: cfg.host,
     apiPort: cfg.apiPort,

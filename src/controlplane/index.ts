@@ -43,6 +43,9 @@ export interface ControlPlaneOptions {
   log?: Logger;
 }
 
+/** The longest a worker waits between two registration attempts (worker/membership.ts). */
+const WORKER_REGISTER_BACKOFF_CAP_MS = 5000;
+
 export class ControlPlane implements AdminBackend {
   state: ControlPlaneState = 'INITIALIZED';
   private readonly functions = new Map<string, FunctionState>();
@@ -53,6 +56,8 @@ export class ControlPlane implements AdminBackend {
   private tickTimer: NodeJS.Timeout | undefined;
   /** A data plane whose report is older than this went silent; its counts are ignored. */
   private readonly staleLoadMs: number;
+  /** Until then the scaling tick does not act (a restart: see start()). */
+  private recoveringUntilMs = 0;
   private readonly kpaOptions: KpaOptions;
 
   private constructor(
@@ -109,6 +114,15 @@ export class ControlPlane implements AdminBackend {
   private async start(): Promise<void> {
     for (const f of await this.store.listFunctions()) {
       this.functions.set(f.spec.name, newFunctionState(f.spec, f.revision, f.createdAtMs, f.updatedAtMs, this.kpaOptions));
+    }
+    if (this.functions.size > 0) {
+      // A restart: workers may still run sandboxes of these functions. They re-register
+      // within a heartbeat or two and are taken back (resyncWorker); creating for minScale
+      // before then would run every such sandbox twice.
+      // Workers retry registering with a back-off capped at 5 s (worker/membership.ts).
+      const windowMs = this.config.recoveryWindowMs ?? 2 * this.config.workerHeartbeatIntervalMs + WORKER_REGISTER_BACKOFF_CAP_MS;
+      this.recoveringUntilMs = Date.now() + windowMs;
+      this.log.info({ functions: this.functions.size, recoveryWindowMs: windowMs }, 'registrations found: waiting for workers before scaling');
     }
     const admin = createAdminHandler(this, { token: this.config.token, maxBodyBytes: this.config.maxBodyBytes, log: this.log });
     this.listener = await startRpcServer({
@@ -288,6 +302,9 @@ export class ControlPlane implements AdminBackend {
     for (const s of fn.sandboxes.values()) if (s.phase === 'ready') ready += 1;
     fn.decision = fn.autoscaler.decide(mono, fn.spec.scaling, ready);
     fn.desired = fn.decision.desired;
+    // Recovering after a restart: decide, but leave the sandboxes as the workers report them.
+    // Requests that queue still scale at once (scaleUrgently), and so do registrations and PATCHes.
+    if (record && now < this.recoveringUntilMs) return;
     this.actuator.reconcile(fn);
   }
 

@@ -45,6 +45,13 @@ export const controlPlaneSchema = z
     /** The autoscaler's tick: how often every function's scale is decided (Knative's tick-interval; Dirigent hard-codes 2 s). */
     scalingPeriodMs: ms(10).default(2000),
     sandboxCreateTimeoutMs: ms(100).default(60_000),
+    /**
+     * After a start that found registrations, how long the scaling tick decides without
+     * acting, so that workers still running sandboxes re-register and are taken back before
+     * anything is created twice. Default: two worker heartbeat intervals plus the workers'
+     * 5 s registration back-off cap.
+     */
+    recoveryWindowMs: ms(0).optional(),
     /** Back-off after a failed sandbox start, doubling up to the max. */
     createBackoffInitialMs: ms(1).default(250),
     createBackoffMaxMs: ms(1).default(30_000),
