@@ -81,7 +81,16 @@ describe('worker and sandbox failure', () => {
   });
 
   after(async () => {
-    for (const child of children) child.kill('SIGKILL');
+    // A worker still running deletes its sandboxes on SIGTERM; one that does not exit in time is killed.
+    await Promise.all(
+      [...children].map(async (child) => {
+        const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+        await exited;
+        clearTimeout(timer);
+      }),
+    );
     for (const pid of groups) killGroup(pid);
     await c.close();
     for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
