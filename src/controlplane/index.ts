@@ -168,6 +168,9 @@ export class ControlPlane implements AdminBackend {
         if (!req.workerId || !req.address) throw new BatonError('INVALID_REQUEST', 'workerId and address are required');
         const capacity = { cpuMillis: req.capacity?.cpuMillis ?? 0, memoryMb: Number(req.capacity?.memoryMb ?? 0n) };
         await this.store.putWorker({ id: req.workerId, address: req.address, registeredAtMs: Date.now() });
+        for (const old of this.membership.replacedWorkers(req.workerId, req.address)) {
+          this.forgetLostWorker(old, `worker replaced: ${req.workerId} registered on its address`);
+        }
         const { worker, fresh } = this.membership.upsertWorker(req.workerId, req.address, capacity, req.runtimes, Date.now());
         if (fresh) {
           this.log.info({ worker: worker.id, address: worker.address }, 'worker registered');
@@ -285,6 +288,18 @@ export class ControlPlane implements AdminBackend {
     }
   }
 
+  /**
+   * A worker is lost: its sandboxes are forgotten at once (their endpoints
+   * removed from every data plane without draining, their reservations
+   * released), and each function scales back to its desired size on the
+   * workers left. Should it come back, its registration's resync deletes or
+   * adopts what it still runs.
+   */
+  private forgetLostWorker(worker: WorkerMember, why: string): void {
+    this.log.warn({ worker: worker.id, address: worker.address }, why);
+    this.actuator.forgetWorkerSandboxes(worker, this.functions.values(), () => true, why);
+  }
+
   // ---- scaling --------------------------------------------------------------
 
   /**
@@ -331,7 +346,7 @@ export class ControlPlane implements AdminBackend {
   private tick(): void {
     const now = Date.now();
     for (const worker of this.membership.expireWorkers(now, this.config.workerHeartbeatTimeoutMs)) {
-      this.actuator.forgetWorkerSandboxes(worker, this.functions.values(), () => true, 'worker lost: no heartbeat within the timeout');
+      this.forgetLostWorker(worker, `worker lost: no heartbeat within ${this.config.workerHeartbeatTimeoutMs} ms (workerHeartbeatTimeoutMs)`);
     }
     for (const fn of this.functions.values()) {
       this.actuator.settle(fn, now);

@@ -86,6 +86,23 @@ export class Membership {
     return { worker, fresh: true };
   }
 
+  /**
+   * Ready workers, other than `id`, registered on `address`: a worker that
+   * registers where another one was reached replaced it (a restart with a
+   * new id on the same port), so the old one is dead. Marks them lost and
+   * returns them.
+   */
+  replacedWorkers(id: string, address: string): WorkerMember[] {
+    const replaced: WorkerMember[] = [];
+    for (const w of this.workers.values()) {
+      if (w.id !== id && w.address === address && w.status === 'ready') {
+        w.status = 'lost';
+        replaced.push(w);
+      }
+    }
+    return replaced;
+  }
+
   /** Workers that may receive new sandboxes, in a stable order. */
   readyWorkers(): WorkerMember[] {
     return [...this.workers.values()].filter((w) => w.status === 'ready').sort((a, b) => (a.id < b.id ? -1 : 1));

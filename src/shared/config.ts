@@ -161,6 +161,16 @@ export const workerSchema = z
     sandboxStartTimeoutMs: ms(10).default(30_000),
     /** Time between SIGTERM and SIGKILL when a sandbox is deleted. */
     stopGraceMs: ms(0).default(2000),
+    /**
+     * Liveness probe of ready sandboxes: GET /health every livenessIntervalMs
+     * (0 disables it); livenessFailureThreshold failures in a row, each a
+     * refused connection or no answer within livenessTimeoutMs, and the worker
+     * kills the sandbox and reports it `unresponsive` (Kubernetes' defaults:
+     * 10 s, 3 failures, 1 s).
+     */
+    livenessIntervalMs: ms(0).default(5000),
+    livenessFailureThreshold: z.number().int().min(1).default(3),
+    livenessTimeoutMs: ms(1).default(1000),
     /** Capacity to advertise; 0 means what the machine has. */
     cpuMillis: z.number().int().min(0).default(0),
     memoryMb: z.number().int().min(0).default(0),

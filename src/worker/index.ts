@@ -6,8 +6,12 @@
 // The control plane decides which sandboxes exist; the worker creates them
 // (returning once each passes its readiness probe), deletes them (returning
 // once nothing of them is left), lists them for a restarted control plane,
-// and reports the ones that die unasked. It keeps no state on disk besides
-// the sandboxes' logs. Its RPC port also serves GET /health and GET /metrics.
+// and reports the ones that die unasked or stop answering their liveness
+// probe. On disk it keeps the sandboxes' logs and, for the process and node
+// runtimes, a ledger of the process groups it started (process-ledger.ts):
+// a worker started on the same dataDir after one that died (SIGKILL, OOM)
+// kills what the dead one left before it registers. Its RPC port also
+// serves GET /health and GET /metrics.
 //
 // Lifecycle: INITIALIZED → RUNNING (create) → DRAINING (stop: every sandbox
 // is deleted, SIGTERM then SIGKILL after stopGraceMs) → STOPPED, or FAILED
@@ -28,6 +32,8 @@ import { startRpcServer } from '../shared/rpc.js';
 import { Membership, type Capacity } from './membership.js';
 import { WorkerMetrics } from './metrics.js';
 import { PortAllocator } from './ports.js';
+import { probeHost } from './probe.js';
+import { ProcessLedger } from './process-ledger.js';
 import { createRuntimes, exitStatus, type SandboxExit, type SandboxRuntime } from './runtime.js';
 import { SandboxTable, type SandboxInfo } from './sandboxes.js';
 import { workerServiceImpl } from './service.js';
@@ -82,6 +88,7 @@ export class Worker {
   private readonly host: string;
   private readonly runtimes: ReadonlyMap<string, SandboxRuntime>;
   private readonly table: SandboxTable;
+  private readonly ledger: ProcessLedger;
   private server: DualListener | undefined;
   private membership: Membership | undefined;
   private stopping: Promise<void> | undefined;
@@ -98,12 +105,14 @@ export class Worker {
     };
     this.metrics = createMetricsRegistry('worker', { processMetrics: options.processMetrics ?? true });
     const workerMetrics = new WorkerMetrics(this.metrics);
+    this.ledger = new ProcessLedger(this.dataDir, this.id, this.log);
     const built = createRuntimes({
       workerId: this.id,
       config,
       dataDir: this.dataDir,
       log: this.log,
       ports: new PortAllocator(config.host),
+      ledger: this.ledger,
     });
     this.runtimes = built.runtimes;
     for (const [name, why] of built.missing) this.log.info({ runtime: name, reason: why }, 'runtime not offered');
@@ -113,6 +122,13 @@ export class Worker {
       metrics: workerMetrics,
       log: this.log,
       onUnexpectedExit: (sandbox, exit) => this.reportExit(sandbox, exit),
+      liveness: {
+        intervalMs: config.livenessIntervalMs,
+        failureThreshold: config.livenessFailureThreshold,
+        timeoutMs: config.livenessTimeoutMs,
+        host: probeHost(config.host),
+        skipRuntimes: new Set(['emulated']),
+      },
     });
   }
 
@@ -170,6 +186,8 @@ export class Worker {
       process.on('exit', killSandboxesOnExit);
       exitHookInstalled = true;
     }
+    // What a worker that died on this dataDir left running (its ids may differ from ours), before anything starts.
+    await this.ledger.sweep();
     // Pools, bridges and the leftovers of an earlier run, before the control plane can ask for anything.
     for (const runtime of this.runtimes.values()) await runtime.start?.();
     try {

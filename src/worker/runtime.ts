@@ -12,6 +12,7 @@ import { BatonError } from '../shared/errors.js';
 import type { Logger } from '../shared/logging.js';
 import type { FunctionSpec } from '../shared/spec.js';
 import type { PortAllocator } from './ports.js';
+import type { ProcessLedger } from './process-ledger.js';
 import { EmulatedRuntime } from './runtimes/emulated.js';
 import { NodeRuntime } from './runtimes/node.js';
 import { OciRuntime, ociUnavailable } from './runtimes/oci.js';
@@ -54,7 +55,7 @@ export interface SandboxExit {
   /** One line for humans: how it ended and the tail of its output. */
   readonly message: string;
   /** Why, when the runtime knows more than the status: `oom` for a kill by the memory limit. */
-  readonly reason?: 'exited' | 'oom';
+  readonly reason?: 'exited' | 'oom' | 'unresponsive';
 }
 
 export interface SandboxStartRequest {
@@ -126,6 +127,8 @@ export interface RuntimeContext {
   readonly dataDir: string;
   readonly log: Logger;
   readonly ports: PortAllocator;
+  /** Records the process groups the process and node runtimes spawn (process-ledger.ts). */
+  readonly ledger?: ProcessLedger;
 }
 
 export const RUNTIME_FACTORIES: Readonly<Record<string, RuntimeFactory>> = Object.freeze({
@@ -138,6 +141,7 @@ export const RUNTIME_FACTORIES: Readonly<Record<string, RuntimeFactory>> = Objec
         stopGraceMs: c.config.stopGraceMs,
         log: c.log,
         ports: c.ports,
+        ledger: c.ledger,
       }),
   },
   node: {
@@ -152,6 +156,7 @@ export const RUNTIME_FACTORIES: Readonly<Record<string, RuntimeFactory>> = Objec
         poolSize: c.config.node.poolSize,
         nodePath: c.config.node.nodePath ?? process.execPath,
         log: c.log,
+        ledger: c.ledger,
       }),
   },
   oci: {

@@ -41,6 +41,7 @@ import type { Logger } from '../../shared/logging.js';
 import type { FunctionSpec } from '../../shared/spec.js';
 import { probeHost, waitUntilReady } from '../probe.js';
 import { signalGroup, waitGroupGone } from '../process-group.js';
+import type { ProcessLedger } from '../process-ledger.js';
 import type { RuntimeSandbox, SandboxExit, SandboxLatency, SandboxRuntime, SandboxStartRequest } from '../runtime.js';
 import type { FailedMessage, LoadMessage, RuntimeToWorker } from './node-runtime/protocol.js';
 import { readLogTail } from './process.js';
@@ -60,6 +61,8 @@ export interface NodeRuntimeOptions {
   /** The Node binary runtime processes run on. */
   readonly nodePath: string;
   readonly log: Logger;
+  /** Where each runtime process is recorded until it is gone, so that a restarted worker can kill what a dead one left. */
+  readonly ledger?: ProcessLedger;
 }
 
 export type NodeRuntimeState = 'INITIALIZED' | 'RUNNING' | 'CLOSING' | 'CLOSED';
@@ -256,6 +259,8 @@ export class NodeRuntime implements SandboxRuntime {
         });
       }
       proc.phase = 'READY';
+      // The record now names the sandbox, so that a restarted worker says which it killed.
+      this.options.ledger?.record(proc.pid, this.name, sandboxId);
       const latency: SandboxLatency = {
         portAllocationUs: 0,
         runtimeCreateUs: us(t1 - t0),
@@ -407,7 +412,11 @@ export class NodeRuntime implements SandboxRuntime {
     }
     const proc = new RuntimeProcess(child, logPath, this.options);
     this.live.add(proc);
-    void proc.reaped.then(() => this.live.delete(proc));
+    this.options.ledger?.record(proc.pid, this.name);
+    void proc.reaped.then(async () => {
+      this.live.delete(proc);
+      await this.options.ledger?.forget(proc.pid);
+    });
     return proc;
   }
 

@@ -26,6 +26,7 @@ import { BatonError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logging.js';
 import type { FunctionSpec } from '../../shared/spec.js';
 import type { PortAllocator } from '../ports.js';
+import type { ProcessLedger } from '../process-ledger.js';
 import { probeHost, waitUntilReady } from '../probe.js';
 import { signalGroup, waitGroupGone } from '../process-group.js';
 import { EMPTY_LATENCY, type RuntimeSandbox, type SandboxExit, type SandboxLatency, type SandboxRuntime, type SandboxStartRequest } from '../runtime.js';
@@ -39,6 +40,8 @@ export interface ProcessRuntimeOptions {
   readonly stopGraceMs: number;
   readonly log: Logger;
   readonly ports: PortAllocator;
+  /** Where each spawned group is recorded until it is gone, so that a restarted worker can kill what a dead one left. */
+  readonly ledger?: ProcessLedger;
 }
 
 const SANDBOX_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -117,6 +120,7 @@ export class ProcessRuntime implements SandboxRuntime {
       const cause = await describeSpawnError(err, command, cwd);
       throw startFailed(spec, `cannot start ${formatCommand(spec.command)}: ${cause}`, 'start_failed', err);
     }
+    this.options.ledger?.record(pid, this.name, sandboxId);
     const t2 = process.hrtime.bigint();
 
     const sandbox = new ProcessSandbox(child, pid, sandboxId, port, logPath, this.options);
@@ -191,6 +195,7 @@ class ProcessSandbox implements RuntimeSandbox {
         if (!this.stopRequested) {
           signalGroup(pid, 'SIGKILL');
           this.releasePort();
+          void options.ledger?.forget(pid);
         }
         resolve();
       });
@@ -255,6 +260,7 @@ class ProcessSandbox implements RuntimeSandbox {
       await Promise.race([this.reapedEvent, sleep(KILL_WAIT_MS)]);
     }
     this.releasePort();
+    await this.options.ledger?.forget(this.pid);
     if (removeLog) await unlink(this.logPath).catch(() => undefined);
   }
 }

@@ -1,0 +1,105 @@
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { createLogger } from '../shared/logging.js';
+import { ProcessLedger, type LedgerRecord } from './process-ledger.js';
+
+const log = createLogger('worker', { level: 'silent' });
+const dirs: string[] = [];
+const pids: number[] = [];
+
+after(() => {
+  for (const pid of pids) {
+    try {
+      process.kill(-pid, 'SIGKILL');
+    } catch {
+      // Gone.
+    }
+  }
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+});
+
+function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'baton-ledger-'));
+  dirs.push(dir);
+  return dir;
+}
+
+/** A detached `sleep`, as a process sandbox is spawned: its own group, not waited for by anyone else. */
+function spawnGroup(): number {
+  const child = spawn('sleep', ['30'], { detached: true, stdio: 'ignore' });
+  child.unref();
+  const pid = child.pid;
+  assert.ok(pid);
+  pids.push(pid);
+  return pid;
+}
+
+function alive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    return state !== 'Z' && state !== 'X';
+  } catch {
+    return false;
+  }
+}
+
+/** A pid no process has any more: a child that ran and was reaped. */
+function deadPid(): number {
+  const res = spawnSync('true');
+  assert.ok(res.pid);
+  return res.pid;
+}
+
+function rewrite(dir: string, pid: number, change: Partial<LedgerRecord>): void {
+  const path = join(dir, 'processes', `${pid}.json`);
+  const record = JSON.parse(readFileSync(path, 'utf8')) as LedgerRecord;
+  writeFileSync(path, JSON.stringify({ ...record, ...change }));
+}
+
+test('the sweep kills the recorded groups of a worker that is gone, and removes their records', async () => {
+  const dir = tempDir();
+  const pid = spawnGroup();
+  new ProcessLedger(dir, 'worker-old', log).record(pid, 'process', 'sb-f-1');
+  rewrite(dir, pid, { workerPid: deadPid() });
+
+  const swept = await new ProcessLedger(dir, 'worker-new', log).sweep();
+  assert.deepEqual(swept, [{ pid, runtime: 'process', sandboxId: 'sb-f-1', workerId: 'worker-old', outcome: 'killed' }]);
+  assert.equal(alive(pid), false);
+  assert.deepEqual(readdirSync(join(dir, 'processes')), []);
+});
+
+test('the sweep leaves the records of a live worker alone', async () => {
+  const dir = tempDir();
+  const pid = spawnGroup();
+  new ProcessLedger(dir, 'worker-live', log).record(pid, 'process', 'sb-f-2');
+  // Its owner is this process, which runs.
+  assert.deepEqual(await new ProcessLedger(dir, 'worker-other', log).sweep(), []);
+  assert.equal(alive(pid), true);
+  assert.deepEqual(readdirSync(join(dir, 'processes')), [`${pid}.json`]);
+});
+
+test('a recorded pid now held by another process is not signalled', async () => {
+  const dir = tempDir();
+  const pid = spawnGroup();
+  new ProcessLedger(dir, 'worker-old', log).record(pid, 'process', 'sb-f-3');
+  rewrite(dir, pid, { workerPid: deadPid(), startTime: '1' });
+  const swept = await new ProcessLedger(dir, 'worker-new', log).sweep();
+  assert.equal(swept[0]?.outcome, 'gone');
+  assert.equal(alive(pid), true, 'the process with the reused pid runs on');
+  assert.deepEqual(readdirSync(join(dir, 'processes')), []);
+});
+
+test('forget removes the record', async () => {
+  const dir = tempDir();
+  const pid = spawnGroup();
+  const ledger = new ProcessLedger(dir, 'worker-a', log);
+  ledger.record(pid, 'node');
+  assert.deepEqual(readdirSync(join(dir, 'processes')), [`${pid}.json`]);
+  await ledger.forget(pid);
+  assert.deepEqual(readdirSync(join(dir, 'processes')), []);
+});

@@ -1,0 +1,161 @@
+// The process ledger: what a worker started, on disk, so that the next worker
+// started on the same dataDir can kill what a dead predecessor left.
+//
+// Sandboxes of the `process` and `node` runtimes run in their own process
+// groups (detached), so a worker killed with SIGKILL, or dying in a way its
+// 'exit' hook never runs, leaves them running: nothing in Node can ask the
+// kernel to kill a child when its parent dies (no PR_SET_PDEATHSIG). The node
+// runtime's processes exit when their IPC channel closes, but a process
+// sandbox has no such channel. The restart sweep is the guarantee.
+//
+// One small file per process group, <dataDir>/processes/<pid>.json, written
+// synchronously right after the spawn (before anything can kill the worker
+// between the spawn and the record) and removed once the group is gone. Each
+// names its process by pid and start time (/proc/<pid>/stat field 22), so a
+// pid the kernel has reused for something else is never signalled, and names
+// its owner the same way, so a worker never touches the records of a live
+// worker sharing the dataDir (`baton up --workers N`).
+//
+// Records are keyed by dataDir, not by worker id: ids may be random per start.
+// The sweep kills; it does not re-adopt. A re-adopted sandbox would need its
+// port, spec and revision back and its exit watched without being its parent;
+// killing is simpler, and the control plane replaces what it needs.
+import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { readFile, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from '../shared/logging.js';
+import { liveGroupMembers, signalGroup, waitGroupGone } from './process-group.js';
+import { readInitStatSync } from './runtimes/oci/init-process.js';
+
+/** One started process group, as written to disk. */
+export interface LedgerRecord {
+  /** The group leader's pid, which is also the group id. */
+  readonly pid: number;
+  /** /proc/<pid>/stat start time: with the pid, the process's identity. */
+  readonly startTime: string;
+  readonly runtime: string;
+  /** Empty for a node runtime pool process not yet bound to a sandbox. */
+  readonly sandboxId: string;
+  readonly workerId: string;
+  readonly workerPid: number;
+  readonly workerStartTime: string;
+}
+
+/** A leftover the sweep found, and what it did with it. */
+export interface SweptProcess {
+  readonly pid: number;
+  readonly runtime: string;
+  readonly sandboxId: string;
+  readonly workerId: string;
+  /** `killed`: the group was alive and got SIGKILL; `gone`: nothing of it was left. */
+  readonly outcome: 'killed' | 'gone';
+}
+
+/** How long the sweep waits for a killed group to empty. */
+const SWEEP_KILL_WAIT_MS = 5000;
+
+export class ProcessLedger {
+  readonly dir: string;
+  private readonly workerStartTime: string;
+
+  constructor(
+    dataDir: string,
+    private readonly workerId: string,
+    private readonly log: Logger,
+  ) {
+    this.dir = join(dataDir, 'processes');
+    this.workerStartTime = readInitStatSync(process.pid)?.startTime ?? '';
+  }
+
+  /** Records a process group just spawned. Synchronous: a worker killed right after the spawn must not leave it unrecorded. */
+  record(pid: number, runtime: string, sandboxId = ''): void {
+    const startTime = readInitStatSync(pid)?.startTime;
+    if (pid <= 0 || startTime === undefined) return; // Already gone: nothing to remember.
+    const record: LedgerRecord = {
+      pid,
+      startTime,
+      runtime,
+      sandboxId,
+      workerId: this.workerId,
+      workerPid: process.pid,
+      workerStartTime: this.workerStartTime,
+    };
+    try {
+      mkdirSync(this.dir, { recursive: true });
+      writeFileSync(join(this.dir, `${pid}.json`), JSON.stringify(record));
+    } catch (err) {
+      this.log.warn({ err, pid, sandboxId }, 'cannot record a sandbox process; a restart could not clean it up');
+    }
+  }
+
+  /** Forgets a process group that is gone. Never rejects. */
+  async forget(pid: number): Promise<void> {
+    if (pid <= 0) return;
+    await unlink(join(this.dir, `${pid}.json`)).catch(() => undefined);
+  }
+
+  /**
+   * Kills every recorded process group whose owner is no longer running and
+   * whose leader (or a member, once the leader is gone) still is, then
+   * removes the records. Returns what it found; logs which it killed.
+   */
+  async sweep(): Promise<SweptProcess[]> {
+    let names: string[];
+    try {
+      names = readdirSync(this.dir);
+    } catch {
+      return [];
+    }
+    const swept: SweptProcess[] = [];
+    for (const name of names) {
+      if (!name.endsWith('.json')) continue;
+      const path = join(this.dir, name);
+      let record: LedgerRecord;
+      try {
+        record = JSON.parse(await readFile(path, 'utf8')) as LedgerRecord;
+      } catch {
+        await unlink(path).catch(() => undefined);
+        continue;
+      }
+      if (isAlive(record.workerPid, record.workerStartTime)) continue; // A live worker's: not ours to touch.
+      const outcome = await killLeftover(record.pid, record.startTime);
+      swept.push({ pid: record.pid, runtime: record.runtime, sandboxId: record.sandboxId, workerId: record.workerId, outcome });
+      await unlink(path).catch(() => undefined);
+    }
+    const killed = swept.filter((s) => s.outcome === 'killed');
+    if (killed.length > 0) {
+      this.log.warn(
+        { killed: killed.map((s) => ({ sandboxId: s.sandboxId || '(pool process)', pid: s.pid, runtime: s.runtime, previousWorkerId: s.workerId })) },
+        `killed ${killed.length} sandbox process group(s) left by a previous run of a worker on this dataDir`,
+      );
+    } else if (swept.length > 0) {
+      this.log.info({ records: swept.length }, 'no process left by a previous worker run was still running');
+    }
+    return swept;
+  }
+}
+
+function isAlive(pid: number, startTime: string): boolean {
+  const stat = readInitStatSync(pid);
+  return stat !== undefined && stat.startTime === startTime && stat.state !== 'Z' && stat.state !== 'X';
+}
+
+/**
+ * SIGKILLs a recorded group if anything of it is still alive. The group is
+ * signalled when its leader is the recorded process, or when the leader is
+ * gone but members remain: the kernel does not hand out a pid still in use as
+ * a group id, so those members are the leader's. A pid now held by another
+ * process means the group emptied long ago.
+ */
+async function killLeftover(pid: number, startTime: string): Promise<'killed' | 'gone'> {
+  const stat = readInitStatSync(pid);
+  const leaderAlive = stat !== undefined && stat.startTime === startTime && stat.state !== 'Z' && stat.state !== 'X';
+  if (!leaderAlive) {
+    if (stat !== undefined && stat.startTime !== startTime) return 'gone';
+    const members = await liveGroupMembers(pid);
+    if (members === null || members.length === 0) return 'gone';
+  }
+  if (!signalGroup(pid, 'SIGKILL')) return 'gone';
+  await waitGroupGone(pid, () => true, SWEEP_KILL_WAIT_MS);
+  return 'killed';
+}
