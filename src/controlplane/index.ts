@@ -86,7 +86,7 @@ export class ControlPlane implements AdminBackend {
 
   static async create(config: ControlPlaneConfig, options: ControlPlaneOptions = {}): Promise<ControlPlane> {
     const log = options.log ?? createLogger('controlplane', { level: config.logLevel });
-    const store = await openStore({ type: config.store.type, dataDir: config.dataDir });
+    const store = await openStore({ store: config.store, dataDir: config.dataDir, log });
     const cp = new ControlPlane(config, store, log);
     try {
       await cp.start();

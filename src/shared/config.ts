@@ -30,7 +30,25 @@ export const controlPlaneSchema = z
     apiPort: port.default(9090),
     dataDir: z.string().default('.baton'),
     token: z.string().min(1).optional(),
-    store: z.object({ type: z.enum(['sqlite']).default('sqlite') }).strict().default({ type: 'sqlite' }),
+    store: z
+      .discriminatedUnion('type', [
+        /** `<dataDir>/baton.db`, one machine. */
+        z.object({ type: z.literal('sqlite') }).strict(),
+        z
+          .object({
+            type: z.literal('redis'),
+            url: z.string().regex(/^redis:\/\//, 'must start with redis://').default('redis://127.0.0.1:6379'),
+            keyPrefix: z.string().default('baton:'),
+            /** Set on the server at connect (CONFIG SET appendonly yes, appendfsync); docs/store.md says what each loses. */
+            fsync: z.enum(['always', 'everysec', 'no']).default('always'),
+            /** Start-up fails after this long without Redis. */
+            connectTimeoutMs: ms(1).default(5000),
+            /** A command without an answer this long fails and the connection is re-dialed. */
+            commandTimeoutMs: ms(1).default(5000),
+          })
+          .strict(),
+      ])
+      .default({ type: 'sqlite' }),
     /** `kubernetes` spreads by free capacity, as the Kubernetes scheduler does; Dirigent defaults to `random`. */
     placementPolicy: z.enum(PLACEMENT_POLICIES).default('kubernetes'),
     /** Newest first keeps the sandboxes that have run longest (warm caches, JIT). Dirigent evicts at random. */

@@ -33,6 +33,7 @@ export const ERROR_CODES = {
   UNAVAILABLE: { status: 503, summary: 'The component is starting, draining or stopped.' },
   PEER_UNAVAILABLE: { status: 503, summary: 'A peer component (worker, data plane, control plane) could not be reached.' },
   CONFIG_INVALID: { status: 400, summary: 'A configuration file or flag breaks a rule; the message names the key.' },
+  STORE_UNAVAILABLE: { status: 503, summary: 'The cluster store (Redis) cannot be reached; writes fail until it is back, and the control plane reconnects by itself.' },
   STORE_ERROR: { status: 500, summary: 'The cluster store failed to read or write.' },
   INTERNAL: { status: 500, summary: 'A bug: the message and the logs say more.' },
 } as const satisfies Record<string, { status: number; summary: string }>;
