@@ -44,7 +44,7 @@ export interface ControlPlaneOptions {
 }
 
 /** The longest a worker waits between two registration attempts (worker/membership.ts). */
-const WORKER_REGISTER_BACKOFF_CAP_MS = 5000;
+const WORKER_REGISTER_BACKOFF_CAP_MS = 1000;
 
 export class ControlPlane implements AdminBackend {
   state: ControlPlaneState = 'INITIALIZED';
@@ -119,7 +119,7 @@ export class ControlPlane implements AdminBackend {
       // A restart: workers may still run sandboxes of these functions. They re-register
       // within a heartbeat or two and are taken back (resyncWorker); creating for minScale
       // before then would run every such sandbox twice.
-      // Workers retry registering with a back-off capped at 5 s (worker/membership.ts).
+      // Workers retry registering with a back-off capped at 1 s (worker/membership.ts).
       const windowMs = this.config.recoveryWindowMs ?? 2 * this.config.workerHeartbeatIntervalMs + WORKER_REGISTER_BACKOFF_CAP_MS;
       this.recoveringUntilMs = Date.now() + windowMs;
       this.log.info({ functions: this.functions.size, recoveryWindowMs: windowMs }, 'registrations found: waiting for workers before scaling');

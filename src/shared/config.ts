@@ -67,7 +67,7 @@ export const controlPlaneSchema = z
      * After a start that found registrations, how long the scaling tick decides without
      * acting, so that workers still running sandboxes re-register and are taken back before
      * anything is created twice. Default: two worker heartbeat intervals plus the workers'
-     * 5 s registration back-off cap.
+     * 1 s registration back-off cap.
      */
     recoveryWindowMs: ms(0).optional(),
     /** Back-off after a failed sandbox start, doubling up to the max. */

@@ -6,7 +6,7 @@
 //
 // None of this may hold the worker up: the worker serves RPCs whether or not
 // the control plane is there, and registration retries in the background
-// (100 ms doubling to 5 s). Every timer is unref'd and every call is aborted
+// (100 ms doubling to 1 s). Every timer is unref'd and every call is aborted
 // by stop().
 import { cpus, freemem, totalmem } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -17,7 +17,10 @@ import type { Logger } from '../shared/logging.js';
 import { createRpcClient, fromRpcError } from '../shared/rpc.js';
 
 const REGISTER_BACKOFF_INITIAL_MS = 100;
-const REGISTER_BACKOFF_MAX_MS = 5000;
+// Capped at 1 s: a restarted control plane waits for its workers before it scales
+// (recoveryWindowMs), so how soon they come back is how soon it acts; refused
+// connects once a second per worker cost a down control plane nothing.
+const REGISTER_BACKOFF_MAX_MS = 1000;
 /** Consecutive failed heartbeats after which the worker registers again. */
 const HEARTBEAT_FAILURES_BEFORE_REREGISTER = 3;
 const RPC_TIMEOUT_MS = 5000;
@@ -144,7 +147,9 @@ export class Membership {
     const { log, workerId, capacity } = this.options;
     let failures = 0;
     for (;;) {
-      await this.pause(this.intervalMs);
+      // After a failure, try again soon (100 ms doubling), not a whole interval later:
+      // a control plane that restarted learns of this worker that much sooner.
+      await this.pause(failures === 0 ? this.intervalMs : Math.min(this.intervalMs, REGISTER_BACKOFF_INITIAL_MS * 2 ** (failures - 1)));
       if (this.abort.signal.aborted) return;
       try {
         const res = await this.client.workerHeartbeat(
