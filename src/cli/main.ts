@@ -172,7 +172,13 @@ export function buildProgram(): Command {
     .option('--data-dir <dir>', 'data directory')
     .action(async (o: Record<string, unknown>, cmd: Command) => {
       const cfg = daemonConfig(controlPlaneSchema, cmd, { host: o.host, apiPort: o.apiPort, dataDir: o.dataDir });
-      const cp = await ControlPlane.create(cfg);
+      const cp = await ControlPlane.create(cfg, {
+        // A replica that lost its leadership has stopped; its supervisor starts it again as a follower.
+        onFailed: (reason) => {
+          process.stderr.write(`control plane stopped: ${reason}\n`);
+          process.exit(1);
+        },
+      });
       process.stdout.write(`control plane: ${cp.url}\n`);
       stopOnSignal(() => cp.stop());
     });

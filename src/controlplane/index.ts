@@ -30,6 +30,7 @@ import { openStore, type ClusterStore } from '../store/index.js';
 import { Actuator } from './actuator.js';
 import { createAdminHandler, type AdminBackend } from './admin-api.js';
 import { ColdStartTrace } from './creation-trace.js';
+import { LeaderElection, type LeadershipState } from './leader.js';
 import { describeFunction, isLive, newFunctionState, summarizeFunction, totalLoad, type FunctionState } from './function-state.js';
 import { Membership, type WorkerMember } from './membership.js';
 import { createControlPlaneMetrics, type ControlPlaneMetrics } from './metrics.js';
@@ -41,6 +42,12 @@ export type ControlPlaneState = 'INITIALIZED' | 'RUNNING' | 'DRAINING' | 'STOPPE
 
 export interface ControlPlaneOptions {
   log?: Logger;
+  /**
+   * Called when a replicated control plane loses the leadership it held: its view of the
+   * cluster may be stale, so it has stopped; a supervisor should start it again (as a
+   * follower). `baton controlplane` exits non-zero.
+   */
+  onFailed?: (reason: string) => void;
 }
 
 /** The longest a worker waits between two registration attempts (worker/membership.ts). */
@@ -59,6 +66,10 @@ export class ControlPlane implements AdminBackend {
   /** Until then the scaling tick does not act (a restart: see start()). */
   private recoveringUntilMs = 0;
   private readonly kpaOptions: KpaOptions;
+  /** With `ha`, the etcd election; without it, this control plane always leads. */
+  private election: LeaderElection | undefined;
+  private leading: boolean;
+  private onFailed: ((reason: string) => void) | undefined;
 
   private constructor(
     readonly config: ControlPlaneConfig,
@@ -76,6 +87,7 @@ export class ControlPlane implements AdminBackend {
       log,
       config.coldStartTracePath === undefined ? undefined : openColdStartTrace(config.coldStartTracePath, log),
     );
+    this.leading = config.ha === undefined;
     this.staleLoadMs = config.metricsIntervalMs * 3 + 1000;
     // Knative's 1 s buckets, narrower when the tick is (tests with short windows).
     this.kpaOptions = {
@@ -88,6 +100,7 @@ export class ControlPlane implements AdminBackend {
     const log = options.log ?? createLogger('controlplane', { level: config.logLevel });
     const store = await openStore({ store: config.store, dataDir: config.dataDir, log });
     const cp = new ControlPlane(config, store, log);
+    cp.onFailed = options.onFailed;
     try {
       await cp.start();
     } catch (err) {
@@ -112,18 +125,8 @@ export class ControlPlane implements AdminBackend {
   }
 
   private async start(): Promise<void> {
-    for (const f of await this.store.listFunctions()) {
-      this.functions.set(f.spec.name, newFunctionState(f.spec, f.revision, f.createdAtMs, f.updatedAtMs, this.kpaOptions));
-    }
-    if (this.functions.size > 0) {
-      // A restart: workers may still run sandboxes of these functions. They re-register
-      // within a heartbeat or two and are taken back (resyncWorker); creating for minScale
-      // before then would run every such sandbox twice.
-      // Workers retry registering with a back-off capped at 1 s (worker/membership.ts).
-      const windowMs = this.config.recoveryWindowMs ?? 2 * this.config.workerHeartbeatIntervalMs + WORKER_REGISTER_BACKOFF_CAP_MS;
-      this.recoveringUntilMs = Date.now() + windowMs;
-      this.log.info({ functions: this.functions.size, recoveryWindowMs: windowMs }, 'registrations found: waiting for workers before scaling');
-    }
+    // A replica loads the registrations when it is elected; until then it knows nothing.
+    if (this.leading) await this.loadRegistrations();
     const admin = createAdminHandler(this, { token: this.config.token, maxBodyBytes: this.config.maxBodyBytes, log: this.log });
     this.listener = await startRpcServer({
       host: this.config.host,
@@ -136,17 +139,99 @@ export class ControlPlane implements AdminBackend {
         ok: this.state === 'RUNNING',
         detail: { functions: this.functions.size, workers: this.membership.readyWorkers().length, dataPlanes: this.membership.dataPlanes.size },
       }),
-      fallback: admin,
+      fallback: (req, res) => {
+        // GET /leader: 200 on the leader only, for a balancer's health check (docs/ha.md).
+        if (req.method === 'GET' && req.url === '/leader') {
+          res.writeHead(this.leading ? 200 : 503, { 'content-type': 'application/json' });
+          res.end(JSON.stringify({ leader: this.leading, leaderUrl: this.leaderUrl ?? null }));
+          return;
+        }
+        if (this.leading) admin(req, res);
+        else this.redirectToLeader(req, res);
+      },
     });
     this.tickTimer = setInterval(() => this.tick(), this.config.scalingPeriodMs);
     this.tickTimer.unref();
     this.state = 'RUNNING';
-    this.log.info({ address: this.address, functions: this.functions.size }, 'control plane running');
+    const ha = this.config.ha;
+    if (ha) {
+      this.election = new LeaderElection({
+        endpoints: ha.etcdEndpoints,
+        name: ha.electionName,
+        self: ha.advertiseUrl ?? this.url,
+        leaseTtlSec: ha.leaseTtlSec,
+        log: this.log,
+        onChange: (role) => void this.leadershipChanged(role),
+      });
+      this.election.start();
+    }
+    this.log.info({ address: this.address, functions: this.functions.size, ha: ha !== undefined }, 'control plane running');
+  }
+
+  /** The leader's URL, when this is a replica and one is known. */
+  private get leaderUrl(): string | undefined {
+    return this.election?.leader;
+  }
+
+  /** Reads every registration from the store; a recovery window lets workers come back first. */
+  private async loadRegistrations(): Promise<void> {
+    for (const f of await this.store.listFunctions()) {
+      this.functions.set(f.spec.name, newFunctionState(f.spec, f.revision, f.createdAtMs, f.updatedAtMs, this.kpaOptions));
+    }
+    if (this.functions.size > 0) {
+      // A restart: workers may still run sandboxes of these functions. They re-register
+      // within a heartbeat or two and are taken back (resyncWorker); creating for minScale
+      // before then would run every such sandbox twice.
+      // Workers retry registering with a back-off capped at 1 s (worker/membership.ts).
+      const windowMs = this.config.recoveryWindowMs ?? 2 * this.config.workerHeartbeatIntervalMs + WORKER_REGISTER_BACKOFF_CAP_MS;
+      this.recoveringUntilMs = Date.now() + windowMs;
+      this.log.info({ functions: this.functions.size, recoveryWindowMs: windowMs }, 'registrations found: waiting for workers before scaling');
+    }
+  }
+
+  private async leadershipChanged(role: LeadershipState): Promise<void> {
+    if (role === 'LEADER' && !this.leading && this.state === 'RUNNING') {
+      try {
+        await this.loadRegistrations();
+      } catch (err) {
+        this.fail(`elected, but cannot read the registrations: ${(err as Error).message}`);
+        return;
+      }
+      this.leading = true;
+      this.log.info({ functions: this.functions.size }, 'leading: registrations loaded; workers and data planes come to this replica');
+    } else if (role !== 'LEADER' && this.leading && this.state === 'RUNNING') {
+      // Another replica may lead already: what this one believes about sandboxes may be stale.
+      this.leading = false;
+      this.fail('lost the leadership');
+    }
+  }
+
+  private fail(reason: string): void {
+    this.log.error({ reason }, 'control plane stopping');
+    void this.stop().then(() => {
+      this.state = 'FAILED';
+      this.onFailed?.(reason);
+    });
+  }
+
+  /** A follower's answer to an admin call: a redirect to the leader, or 503 while none is known. */
+  private redirectToLeader(req: { url?: string | undefined }, res: { writeHead(status: number, headers: Record<string, string>): unknown; end(body: string): unknown }): void {
+    const leader = this.leaderUrl;
+    if (leader && leader !== (this.config.ha?.advertiseUrl ?? this.url)) {
+      res.writeHead(307, { location: `${leader.replace(/\/$/, '')}${req.url ?? '/'}`, 'content-type': 'application/json' });
+      res.end(JSON.stringify({ code: 'NOT_LEADER', message: `this replica is a follower; the leader is ${leader}` }));
+      return;
+    }
+    res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '1' });
+    res.end(JSON.stringify({ code: 'NOT_LEADER', message: 'no control-plane replica leads right now; retry shortly' }));
   }
 
   async stop(): Promise<void> {
-    if (this.state === 'STOPPED') return;
+    if (this.state === 'STOPPED' || this.state === 'DRAINING') return;
     this.state = 'DRAINING';
+    this.leading = false;
+    // Resigning hands the leadership over at once instead of after the lease TTL.
+    await this.election?.stop();
     this.actuator.stop();
     if (this.tickTimer) clearInterval(this.tickTimer);
     for (const fn of this.functions.values()) if (fn.retryTimer) clearTimeout(fn.retryTimer);
@@ -157,6 +242,9 @@ export class ControlPlane implements AdminBackend {
 
   private requireRunning(): void {
     if (this.state !== 'RUNNING') throw new BatonError('UNAVAILABLE', `control plane is ${this.state.toLowerCase()}`);
+    if (!this.leading) {
+      throw new BatonError('NOT_LEADER', `this control-plane replica is a follower; the leader is ${this.leaderUrl ?? 'not known yet'}`);
+    }
   }
 
   // ---- internal RPC ---------------------------------------------------------
@@ -183,6 +271,7 @@ export class ControlPlane implements AdminBackend {
         return create(RegisterWorkerResponseSchema, { heartbeatIntervalMs: this.config.workerHeartbeatIntervalMs });
       },
       workerHeartbeat: async (req) => {
+        this.requireRunning();
         const worker = this.membership.workers.get(req.workerId);
         if (!worker || worker.status !== 'ready') return create(WorkerHeartbeatResponseSchema, { known: false });
         worker.lastHeartbeatMs = Date.now();
@@ -215,6 +304,7 @@ export class ControlPlane implements AdminBackend {
         return create(RegisterDataPlaneResponseSchema, { metricsIntervalMs: this.config.metricsIntervalMs });
       },
       reportInFlight: async (req) => {
+        this.requireRunning();
         const now = Date.now();
         const dp = this.membership.dataPlanes.get(req.dataPlaneId);
         // An unknown data plane (we restarted) registers again at once and gets the whole state.
@@ -243,6 +333,7 @@ export class ControlPlane implements AdminBackend {
         return create(AckSchema);
       },
       reportSandboxFailure: async (req) => {
+        this.requireRunning();
         const fn = this.functions.get(req.function);
         this.log.warn(
           { function: req.function, sandbox: req.sandboxId, worker: req.workerId, reason: req.reason, exitCode: req.exitCode, signal: req.signal },
@@ -344,6 +435,7 @@ export class ControlPlane implements AdminBackend {
   }
 
   private tick(): void {
+    if (!this.leading) return;
     const now = Date.now();
     for (const worker of this.membership.expireWorkers(now, this.config.workerHeartbeatTimeoutMs)) {
       this.forgetLostWorker(worker, `worker lost: no heartbeat within ${this.config.workerHeartbeatTimeoutMs} ms (workerHeartbeatTimeoutMs)`);

@@ -80,8 +80,29 @@ export const controlPlaneSchema = z
     coldStartTracePath: z.string().min(1).optional(),
     maxBodyBytes: z.number().int().min(1024).default(1024 * 1024),
     logLevel: logLevel.default('info'),
+    /**
+     * Replicated control planes (docs/ha.md): replicas elect a leader on etcd; only the
+     * leader scales and takes worker and data-plane calls, followers redirect admin calls
+     * to it. Needs a store every replica shares (store.type redis).
+     */
+    ha: z
+      .object({
+        etcdEndpoints: z.array(z.string().url()).min(1),
+        electionName: z.string().min(1).default('baton-control-plane'),
+        /** A dead leader is replaced within about this long. */
+        leaseTtlSec: z.number().int().min(1).max(60).default(5),
+        /** The URL the other replicas (and redirected clients) reach this one on; default http://host:apiPort. */
+        advertiseUrl: z.string().url().optional(),
+      })
+      .strict()
+      .optional(),
   })
-  .strict();
+  .strict()
+  .superRefine((v, ctx) => {
+    if (v.ha && v.store.type !== 'redis') {
+      ctx.addIssue({ code: 'custom', path: ['ha'], message: 'needs a store every replica shares: store.type redis' });
+    }
+  });
 
 export const dataPlaneSchema = z
   .object({
