@@ -112,7 +112,7 @@ export class LeaderElection {
       observer.on('change', (value: string | undefined) => this.observed(value));
       observer.on('error', () => {
         this.observed(undefined);
-        if (!this.stopped) setTimeout(() => void this.observe(), RETRY_MAX_MS).unref();
+        if (!this.stopped) setTimeout(() => void this.observe(), RETRY_MIN_MS).unref();
       });
     } catch {
       if (!this.stopped) setTimeout(() => void this.observe(), this.retryMs).unref();
@@ -122,9 +122,15 @@ export class LeaderElection {
   private observed(value: string | undefined): void {
     this.leaderValue = value;
     if (this.stopped) return;
-    const leading = this.campaign !== undefined && value === this.options.self;
-    if (leading && this.current !== 'LEADER') this.options.log.info({ self: this.options.self }, 'elected leader');
-    this.set(leading ? 'LEADER' : 'FOLLOWER');
+    if (this.campaign !== undefined && value === this.options.self) {
+      if (this.current !== 'LEADER') this.options.log.info({ self: this.options.self }, 'elected leader');
+      this.set('LEADER');
+    } else if (value !== undefined && value !== this.options.self) {
+      // Only another replica named as leader ends this one's leadership; an observer that
+      // lost its watch (undefined) is not news about the election: the campaign's own
+      // error is, and it steps down there.
+      this.set('FOLLOWER');
+    }
   }
 
   private set(state: LeadershipState): void {

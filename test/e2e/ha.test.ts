@@ -186,10 +186,12 @@ ${replicas.map((r, i) => `    server cp${i} 127.0.0.1:${r.port} check`).join('\n
     assert.notEqual(leader, undefined);
     const follower = [0, 1, 2].find((i) => i !== leader) as number;
 
-    // A follower asked directly sends the caller to the leader.
-    const redirected = await admin('GET', '/v1/functions', undefined, `http://127.0.0.1:${replicas[follower]?.port}`);
-    assert.equal(redirected.status, 307);
-    assert.equal(redirected.headers.location, `http://127.0.0.1:${replicas[leader]?.port}/v1/functions`);
+    // A follower asked directly sends the caller to the leader (once its observer has seen it).
+    const redirected = await waitFor('a redirect to the leader', async () => {
+      const r = await admin('GET', '/v1/functions', undefined, `http://127.0.0.1:${replicas[follower]?.port}`);
+      return r.status === 307 && r.headers.location === `http://127.0.0.1:${replicas[leader]?.port}/v1/functions` ? r : undefined;
+    }, 5000);
+    assert.equal(redirected.body.code, 'NOT_LEADER');
 
     const invokeUrl = `http://127.0.0.1:${dp?.proxyPort}/fn/ha/`;
     await waitFor('the data plane to route', async () => ((await get(invokeUrl)) === 200 ? true : undefined));
