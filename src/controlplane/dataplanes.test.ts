@@ -85,7 +85,9 @@ test('two data planes: every change reaches both with chained epochs; snapshots 
   let cp = await startControlPlane();
   let stopped = false;
   cleanups.push(() => (stopped ? Promise.resolve() : cp.stop()));
-  const dps = [await recordingDataPlane('dp-a'), await recordingDataPlane('dp-b')];
+  const dpA = await recordingDataPlane('dp-a');
+  const dpB = await recordingDataPlane('dp-b');
+  const dps = [dpA, dpB];
   for (const d of dps) cleanups.push(() => d.listener.close(0));
   let client = createRpcClient(ControlPlaneService, { baseUrl: cp.url });
   const register = (d: Recorder, incarnation: bigint) =>
@@ -94,7 +96,7 @@ test('two data planes: every change reaches both with chained epochs; snapshots 
   for (const d of dps) await register(d, 1n);
   await until('both snapshots', () => dps.every((d) => d.syncs.length === 1));
   for (const d of dps) assert.equal(d.syncs[0]?.complete, true);
-  const firstSnapshotEpoch = dps[0]?.syncs[0]?.epoch ?? 0n;
+  const firstSnapshotEpoch = dpA.syncs[0]?.epoch ?? 0n;
   assert.ok(firstSnapshotEpoch > 0n);
 
   await cp.createFunction({ name: 'f', command: ['node', 'x.js'] });
@@ -109,15 +111,15 @@ test('two data planes: every change reaches both with chained epochs; snapshots 
     assert.equal(b.previousEpoch, a.epoch, 'each change names the previous one');
     assert.ok(b.epoch > a.epoch);
   }
-  const latest = dps[0]?.changes.at(-1)?.change?.epoch ?? 0n;
-  assert.deepEqual(dps[1]?.changes.map((c) => c.change?.epoch), dps[0]?.changes.map((c) => c.change?.epoch), 'the same epochs on both');
+  const latest = dpA.changes.at(-1)?.change?.epoch ?? 0n;
+  assert.deepEqual(dpB.changes.map((c) => c.change?.epoch), dpA.changes.map((c) => c.change?.epoch), 'the same epochs on both');
 
   // The same incarnation is a heartbeat: no new snapshot. A new one (a restart) gets the full state.
-  await register(dps[0] as Recorder, 1n);
-  await register(dps[1] as Recorder, 2n);
-  await until('the restarted data plane\'s snapshot', () => dps[1]?.syncs.length === 2);
-  assert.equal(dps[0]?.syncs.length, 1);
-  const resync = dps[1]?.syncs[1];
+  await register(dpA, 1n);
+  await register(dpB, 2n);
+  await until('the restarted data plane\'s snapshot', () => dpB.syncs.length === 2);
+  assert.equal(dpA.syncs.length, 1);
+  const resync = dpB.syncs[1];
   assert.equal(resync?.complete, true);
   assert.deepEqual(resync?.functions.map((f) => [f.name, f.epoch, f.function?.scaling?.maxScale]), [['f', latest, 5]]);
 
@@ -143,9 +145,9 @@ test('two data planes: every change reaches both with chained epochs; snapshots 
   cp = await startControlPlane();
   stopped = false;
   client = createRpcClient(ControlPlaneService, { baseUrl: cp.url });
-  await register(dps[0] as Recorder, 1n);
-  await until('the snapshot from the new control plane', () => dps[0]?.syncs.length === 2);
-  const after = dps[0]?.syncs[1];
+  await register(dpA, 1n);
+  await until('the snapshot from the new control plane', () => dpA.syncs.length === 2);
+  const after = dpA.syncs[1];
   assert.equal(after?.functions[0]?.name, 'f');
   assert.ok((after?.functions[0]?.epoch ?? 0n) > (gap.functions[1]?.epoch ?? 0n), 'epochs continue above the old control plane\'s');
 });

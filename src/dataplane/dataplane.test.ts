@@ -253,7 +253,7 @@ async function invoke(
 
 // --- tests -------------------------------------------------------------------
 
-test('registers with the control plane, advertising both addresses', async () => {
+test('registers with the control plane, advertising both addresses; healthy once the full state arrived', async () => {
   for (let i = 0; i < 200 && !dp.registered; i++) await sleep(10);
   const reg = cp.registrations[0];
   assert.ok(reg, 'a RegisterDataPlane call arrived');
@@ -262,6 +262,11 @@ test('registers with the control plane, advertising both addresses', async () =>
   assert.equal(reg.proxyAddress, dp.proxyAddress);
   assert.equal(dp.state, 'RUNNING');
   assert.equal(dp.registered, true);
+  // Not healthy until the control plane's full state arrives, as it does after a registration.
+  assert.equal((await invoke('/health')).status, 503);
+  await rpc.syncState({ functions: [], complete: true, epoch: 1n });
+  assert.equal((await invoke('/health')).status, 200);
+  assert.equal(dp.synced, true);
 });
 
 test('a /fn/<name>/ prefix routes and is stripped; method, query, headers and body pass through', async () => {

@@ -140,6 +140,8 @@ export class DataPlane {
       requestLog: config.logRequests ? log.child({ kind: 'request' }) : null,
       log,
     });
+    // Not healthy until the control plane's state arrives (syncState).
+    this.proxy.synced = false;
   }
 
   /**
@@ -182,8 +184,8 @@ export class DataPlane {
       metrics: this.metrics.registry,
       routes: (router) => this.routes(router),
       health: () => ({
-        ok: this.stateValue === 'RUNNING',
-        detail: { dataPlaneId: this.id, state: this.stateValue, registered: this.registered },
+        ok: this.stateValue === 'RUNNING' && this.synced,
+        detail: { dataPlaneId: this.id, state: this.stateValue, registered: this.registered, synced: this.synced },
       }),
     });
     const host = advertisedHost(config.host, config.advertiseHost);
@@ -233,6 +235,15 @@ export class DataPlane {
 
   get state(): DataPlaneState {
     return this.stateValue;
+  }
+
+  /**
+   * Whether the control plane's full state has arrived once: until then
+   * /health answers 503 (on both ports), so a load balancer sends a restarted
+   * data plane nothing before it knows the functions.
+   */
+  get synced(): boolean {
+    return this.proxy.synced;
   }
 
   /** Whether the last registration (or heartbeat) reached the control plane. */
@@ -479,6 +490,10 @@ export class DataPlane {
       this.applySnapshot(f);
     }
     if (!snapshot.complete) return;
+    if (!this.proxy.synced) {
+      this.proxy.synced = true;
+      this.log.info({ functions: snapshot.functions.length }, 'received the full state: healthy');
+    }
     for (const fn of [...this.functions.values()]) {
       if (!named.has(fn.name) && fn.chain.head <= snapshot.epoch) {
         this.log.info({ function: fn.name }, 'function absent from the control plane\'s state: removed');
