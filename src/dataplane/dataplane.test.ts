@@ -793,6 +793,17 @@ test('a delta for a function the data plane does not hold is reported as a gap',
   assert.equal((await invoke('/fn/missed/')).status, 200);
 });
 
+test('a function registered again while the data plane missed its removal replaces the old one', async () => {
+  await addFunction('again', { containerConcurrency: 0, revision: 3n, change: [500n, 0n] });
+  await addEndpoint('again', 'sb-again-old', upA.address, rpc, [501n, 500n]);
+  // Its RemoveFunction (502) was lost; the new registration starts a new chain, with revisions from 1.
+  await addFunction('again', { containerConcurrency: 0, revision: 1n, timeoutMs: 1234, change: [600n, 0n] });
+  await addEndpoint('again', 'sb-again-new', upB.address, rpc, [601n, 600n]);
+  const hitsA = upA.hits;
+  for (let i = 0; i < 4; i++) assert.equal((await invoke('/fn/again/')).status, 200);
+  assert.equal(upA.hits, hitsA, 'the old endpoint is gone');
+});
+
 test('a complete snapshot removes the functions it does not name, unless changed after it', async () => {
   await addFunction('stale-fn', { change: [400n, 0n] });
   await addFunction('newer-fn', { change: [410n, 0n] });

@@ -319,6 +319,9 @@ export class DataPlane {
     const revision = req.function.revision;
     const fn = this.functions.get(spec.name);
     const change = versioned(req.change);
+    // The first change of a function we hold, and newer than anything of it:
+    // it was deleted and registered again while we missed the removal.
+    const again = fn !== undefined && change !== undefined && change.previousEpoch === 0n && change.epoch > fn.chain.head;
     if (fn && change) {
       const accepted = this.accept(fn, change);
       if (accepted === 'stale') return;
@@ -328,11 +331,25 @@ export class DataPlane {
       this.log.debug({ function: spec.name, epoch: change.epoch }, 'ignored an add of a function removed later');
       return;
     }
-    this.updateSpec(fn, spec, revision, change);
+    if (fn && again) {
+      this.log.info({ function: fn.name }, 'function registered again: its old endpoints are dropped');
+      for (const ep of [...fn.endpoints]) {
+        const removed = this.removeEndpointAt(fn, ep.sandboxId, change.epoch);
+        if (removed) this.closeWhenIdle(fn, removed);
+      }
+    }
+    this.updateSpec(fn, spec, revision, change, 0n, again);
   }
 
   /** Adds the function, or applies a newer spec to it; `change` starts a new function's chain. */
-  private updateSpec(fn: FunctionState | undefined, spec: FunctionSpec, revision: bigint, change: Change | undefined, snapshotEpoch = 0n): void {
+  private updateSpec(
+    fn: FunctionState | undefined,
+    spec: FunctionSpec,
+    revision: bigint,
+    change: Change | undefined,
+    snapshotEpoch = 0n,
+    force = false,
+  ): void {
     if (fn) {
       if (
         revision === fn.revision &&
@@ -342,7 +359,7 @@ export class DataPlane {
       ) {
         return; // the re-sync after a registration: nothing changed
       }
-      if (!fn.update(spec, revision)) {
+      if (!fn.update(spec, revision, force)) {
         this.log.debug({ function: spec.name, revision, held: fn.revision }, 'ignored a stale function revision');
         return;
       }
@@ -521,8 +538,10 @@ export class DataPlane {
       if (added) for (const e of f.endpoints) this.addEndpoint(added, e, f.epoch);
       return;
     }
+    // Newer than every change we applied: its spec is right even with a lower revision (registered again).
+    const newest = f.epoch >= fn.chain.head;
     if (!fn.chain.snapshot(f.epoch)) return; // we already hold all of it
-    this.updateSpec(fn, spec, f.function.revision, undefined);
+    this.updateSpec(fn, spec, f.function.revision, undefined, 0n, newest);
     const wanted = new Set<string>();
     for (const e of f.endpoints) {
       wanted.add(e.sandboxId);

@@ -129,10 +129,11 @@ export class FunctionState {
    * Applies a newer spec. Returns false for a stale revision (older than the
    * one held). A raised concurrency frees tokens, so waiters may be granted.
    * A new policy name swaps the policy; the same name keeps the instance and
-   * its cursor.
+   * its cursor. `force` applies an older revision too: the function was
+   * deleted and registered again, and its revisions started over.
    */
-  update(spec: FunctionSpec, revision: bigint): boolean {
-    if (revision < this.revision) return false;
+  update(spec: FunctionSpec, revision: bigint, force = false): boolean {
+    if (revision < this.revision && !force) return false;
     this.spec = spec;
     this.revision = revision;
     this.concurrency = spec.scaling.containerConcurrency;
