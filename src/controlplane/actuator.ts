@@ -18,8 +18,23 @@
 //
 // Scale-down picks victims by the eviction policy and drains them on every
 // data plane (their in-flight requests finish) before deleting them.
+//
+// Every change sent to the data planes is stamped (stamp()) with an epoch from
+// one increasing sequence, seeded from the clock so a restarted control plane
+// continues above its predecessor, and with the function's previous epoch.
+// A data plane orders concurrent deltas by it and asks for a function's
+// snapshot when it missed one (docs/dataplane.md).
 import { create } from '@bufbuild/protobuf';
-import { EndpointSchema, type SandboxLatencyBreakdown } from '../gen/baton/v1/common_pb.js';
+import {
+  ChangeSchema,
+  EndpointSchema,
+  FunctionSnapshotSchema,
+  StateSnapshotSchema,
+  type Change,
+  type FunctionSnapshot,
+  type SandboxLatencyBreakdown,
+  type StateSnapshot,
+} from '../gen/baton/v1/common_pb.js';
 import type { ControlPlaneConfig } from '../shared/config.js';
 import { type ErrorCode, ERROR_CODES } from '../shared/errors.js';
 import { sandboxId } from '../shared/ids.js';
@@ -53,6 +68,8 @@ export class Actuator {
   private readonly reserved = new Map<string, Reservation>();
   /** Sandboxes with a create or a drain-and-delete in flight. */
   private readonly inOperation = new Set<string>();
+  /** The latest epoch handed out. */
+  private lastEpoch = 0n;
 
   constructor(
     private readonly config: ControlPlaneConfig,
@@ -279,8 +296,9 @@ export class Actuator {
       fn.backoffUntilMs = 0;
     }
     const propagating = performance.now();
+    const change = this.stamp(fn);
     await this.broadcast('add endpoint', (dp) =>
-      dp.client.addEndpoints({ function: spec.name, endpoints: [this.endpointOf(spec.name, record)] }),
+      dp.client.addEndpoints({ function: spec.name, endpoints: [this.endpointOf(spec.name, record)], change }),
     );
     this.traceCreation(fn, worker, record, { placementUs, createRpcUs, latency, propagationUs: usSince(propagating) });
     this.reconcile(fn);
@@ -346,9 +364,10 @@ export class Actuator {
     // A request cannot outlive the function's timeout (the data plane ends it
     // there), so waiting that long lets every in-flight request finish.
     const drainTimeoutMs = Math.max(this.config.drainTimeoutMs, fn.spec.timeoutMs);
+    const change = this.stamp(fn);
     await this.broadcast('drain endpoint', (dp) =>
       dp.client.removeEndpoints(
-        { function: fn.spec.name, sandboxIds: [record.id], drain: true, drainTimeoutMs },
+        { function: fn.spec.name, sandboxIds: [record.id], drain: true, drainTimeoutMs, change },
         { timeoutMs: drainTimeoutMs + 5000 },
       ),
     );
@@ -431,8 +450,9 @@ export class Actuator {
     fn.desired = Math.max(fn.desired, live);
     fn.autoscaler.startInPanic(performance.now(), fn.desired);
     this.log.info({ function: fn.spec.name, sandbox: record.id, worker: worker.id }, 'adopted running sandbox');
+    const change = this.stamp(fn);
     await this.broadcast('add endpoint', (dp) =>
-      dp.client.addEndpoints({ function: fn.spec.name, endpoints: [this.endpointOf(fn.spec.name, record)] }),
+      dp.client.addEndpoints({ function: fn.spec.name, endpoints: [this.endpointOf(fn.spec.name, record)], change }),
     );
   }
 
@@ -442,7 +462,8 @@ export class Actuator {
       const record = fn.sandboxes.get(id);
       if (record) this.untrack(fn, record);
     }
-    void this.broadcast('remove endpoints', (dp) => dp.client.removeEndpoints({ function: fn.spec.name, sandboxIds: ids, drain: false }));
+    const change = this.stamp(fn);
+    void this.broadcast('remove endpoints', (dp) => dp.client.removeEndpoints({ function: fn.spec.name, sandboxIds: ids, drain: false, change }));
   }
 
   private backoffMs(failures: number): number {
@@ -475,30 +496,72 @@ export class Actuator {
     return create(EndpointSchema, { sandboxId: s.id, function: functionName, address: s.address, workerId: s.workerId });
   }
 
-  /** Sends the whole state to one data plane: every function and its ready endpoints. */
-  async pushAll(dp: DataPlaneMember, functions: Iterable<FunctionState>): Promise<void> {
-    await Promise.all(
-      [...functions].filter((fn) => !fn.deleted).map(async (fn) => {
-        try {
-          await dp.client.addFunction({ function: toFunctionSpecMessage(fn.spec, BigInt(fn.revision)) });
-          const ready = [...fn.sandboxes.values()].filter((s) => s.phase === 'ready');
-          if (ready.length > 0) {
-            await dp.client.addEndpoints({ function: fn.spec.name, endpoints: ready.map((s) => this.endpointOf(fn.spec.name, s)) });
-          }
-        } catch (err) {
-          this.log.warn({ dataPlane: dp.id, function: fn.spec.name, err: fromRpcError(err, dp.id).message }, 'state push failed');
-        }
-      }),
-    );
+  /**
+   * A new epoch: above every one handed out, and (so that a restarted control
+   * plane continues above its predecessor) above the clock in ms × 65536.
+   */
+  nextEpoch(): bigint {
+    const fromClock = BigInt(Date.now()) << 16n;
+    this.lastEpoch = this.lastEpoch >= fromClock ? this.lastEpoch + 1n : fromClock;
+    return this.lastEpoch;
   }
 
-  /** Runs one call on every data plane in parallel; failures are logged, not thrown. */
+  /**
+   * Records a change of the function (made just before, synchronously) and
+   * returns the Change to send with its delta. Call it once per change, not
+   * per data plane.
+   */
+  stamp(fn: FunctionState): Change {
+    const previousEpoch = fn.epoch;
+    fn.epoch = this.nextEpoch();
+    return create(ChangeSchema, { epoch: fn.epoch, previousEpoch });
+  }
+
+  /** The function's full state now: its spec and ready endpoints, or its absence. */
+  snapshotOf(name: string, fn: FunctionState | undefined): FunctionSnapshot {
+    if (!fn || fn.deleted) return create(FunctionSnapshotSchema, { name, epoch: fn && fn.epoch > 0n ? fn.epoch : this.nextEpoch() });
+    if (fn.epoch === 0n) fn.epoch = this.nextEpoch(); // loaded from the store, never sent yet
+    const ready = [...fn.sandboxes.values()].filter((s) => s.phase === 'ready');
+    return create(FunctionSnapshotSchema, {
+      name,
+      function: toFunctionSpecMessage(fn.spec, BigInt(fn.revision)),
+      endpoints: ready.map((s) => this.endpointOf(name, s)),
+      epoch: fn.epoch,
+    });
+  }
+
+  /** Every function's full state; the data plane removes any function it holds that is not in it. */
+  fullSnapshot(functions: Iterable<FunctionState>): StateSnapshot {
+    const snapshots = [...functions].filter((fn) => !fn.deleted).map((fn) => this.snapshotOf(fn.spec.name, fn));
+    return create(StateSnapshotSchema, { functions: snapshots, complete: true, epoch: this.nextEpoch() });
+  }
+
+  /**
+   * Sends the whole state to one data plane, as one epoch-stamped snapshot:
+   * deltas sent before it that arrive after it are ignored, later ones apply.
+   */
+  async pushAll(dp: DataPlaneMember, functions: Iterable<FunctionState>): Promise<void> {
+    const snapshot = this.fullSnapshot(functions);
+    try {
+      await dp.client.syncState(snapshot);
+    } catch (err) {
+      dp.needsSync = true;
+      this.log.warn({ dataPlane: dp.id, err: fromRpcError(err, dp.id).message }, 'state push failed; retried on its next registration');
+    }
+  }
+
+  /**
+   * Runs one call on every data plane in parallel; failures are logged, not
+   * thrown, and the data plane gets the full state on its next registration
+   * heartbeat, as it may have missed the change.
+   */
   async broadcast(what: string, call: (dp: DataPlaneMember) => Promise<unknown>): Promise<void> {
     const dps = [...this.membership.dataPlanes.values()];
     const results = await Promise.allSettled(dps.map(call));
     results.forEach((r, i) => {
       if (r.status === 'rejected') {
         const dp = dps[i];
+        if (dp) dp.needsSync = true;
         this.log.warn({ dataPlane: dp?.id, err: fromRpcError(r.reason, dp?.id ?? '').message }, `${what} failed`);
       }
     });

@@ -55,6 +55,8 @@ export interface FunctionState {
   backoffUntilMs: number;
   retryTimer: NodeJS.Timeout | undefined;
   deleted: boolean;
+  /** The epoch of the function's latest change sent to the data planes (0: none yet). */
+  epoch: bigint;
   /** The latest sandbox creations, oldest first (RECENT_CREATIONS of them). */
   readonly recentCreations: CreationRecord[];
 }
@@ -78,6 +80,7 @@ export function newFunctionState(
     load: new Map(),
     condition: undefined,
     consecutiveFailures: 0,
+    epoch: 0n,
     backoffUntilMs: 0,
     retryTimer: undefined,
     deleted: false,

@@ -12,7 +12,7 @@
 import { resolve } from 'node:path';
 import { create } from '@bufbuild/protobuf';
 import type { ConnectRouter } from '@connectrpc/connect';
-import { AckSchema, SandboxState } from '../gen/baton/v1/common_pb.js';
+import { AckSchema, SandboxState, StateSnapshotSchema } from '../gen/baton/v1/common_pb.js';
 import {
   ControlPlaneService,
   RegisterDataPlaneResponseSchema,
@@ -299,6 +299,12 @@ export class ControlPlane implements AdminBackend {
             registeredAtMs: dataPlane.registeredAtMs,
           });
           this.log.info({ dataPlane: dataPlane.id, address: dataPlane.address }, 'data plane registered');
+        } else if (dataPlane.needsSync) {
+          this.log.info({ dataPlane: dataPlane.id }, 'a change to the data plane failed: sending it the full state');
+        }
+        if (fresh || dataPlane.needsSync) {
+          // New, restarted, or it may have missed a delta: one epoch-stamped snapshot of everything.
+          dataPlane.needsSync = false;
           void this.actuator.pushAll(dataPlane, this.functions.values());
         }
         return create(RegisterDataPlaneResponseSchema, { metricsIntervalMs: this.config.metricsIntervalMs });
@@ -331,6 +337,12 @@ export class ControlPlane implements AdminBackend {
           }
         }
         return create(AckSchema);
+      },
+      reportGaps: (req) => {
+        // The data plane missed a change of these functions: their full state now.
+        this.log.info({ dataPlane: req.dataPlaneId, functions: req.functions }, 'data plane reported a gap: sending the functions\' state');
+        const snapshots = req.functions.map((name) => this.actuator.snapshotOf(name, this.functions.get(name)));
+        return create(StateSnapshotSchema, { functions: snapshots, complete: false, epoch: this.actuator.nextEpoch() });
       },
       reportSandboxFailure: async (req) => {
         this.requireRunning();
@@ -471,7 +483,8 @@ export class ControlPlane implements AdminBackend {
     const fn = newFunctionState(spec, 1, now, now, this.kpaOptions);
     this.functions.set(spec.name, fn);
     this.log.info({ function: spec.name }, 'function registered');
-    await this.actuator.broadcast('add function', (dp) => dp.client.addFunction({ function: toFunctionSpecMessage(spec, 1n) }));
+    const change = this.actuator.stamp(fn);
+    await this.actuator.broadcast('add function', (dp) => dp.client.addFunction({ function: toFunctionSpecMessage(spec, 1n), change }));
     this.scale(fn, now, false);
     return describeFunction(fn, now, this.staleLoadMs);
   }
@@ -498,8 +511,9 @@ export class ControlPlane implements AdminBackend {
     fn.spec = spec;
     fn.revision = revision;
     fn.updatedAtMs = now;
+    const change = this.actuator.stamp(fn);
     await this.actuator.broadcast('update function', (dp) =>
-      dp.client.addFunction({ function: toFunctionSpecMessage(spec, BigInt(revision)) }),
+      dp.client.addFunction({ function: toFunctionSpecMessage(spec, BigInt(revision)), change }),
     );
     this.scale(fn, now, false);
     return describeFunction(fn, now, this.staleLoadMs);
@@ -517,7 +531,8 @@ export class ControlPlane implements AdminBackend {
     try {
       // Drain first, so in-flight requests finish; then remove the function, which fails queued requests with 404.
       await Promise.all([...fn.sandboxes.values()].filter((s) => s.phase === 'ready').map((s) => this.actuator.drainAndDelete(fn, s)));
-      await this.actuator.broadcast('remove function', (dp) => dp.client.removeFunction({ name }));
+      const change = this.actuator.stamp(fn);
+      await this.actuator.broadcast('remove function', (dp) => dp.client.removeFunction({ name, change }));
       // Sandboxes still starting are deleted by the actuator when their create returns.
       const deadline = Date.now() + this.config.sandboxCreateTimeoutMs;
       while (fn.sandboxes.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));

@@ -33,6 +33,8 @@ export interface DataPlaneMember {
   incarnation: bigint;
   registeredAtMs: number;
   lastSeenMs: number;
+  /** A delta to it failed: its next registration heartbeat gets the full state. */
+  needsSync: boolean;
   client: Client<typeof DataPlaneService>;
 }
 
@@ -141,6 +143,7 @@ export class Membership {
       incarnation,
       registeredAtMs: nowMs,
       lastSeenMs: nowMs,
+      needsSync: false,
       client:
         existing && existing.address === address
           ? existing.client

@@ -15,8 +15,10 @@
 //   one in flight per function, so scaling from zero does not wait for a tick.
 import { create } from '@bufbuild/protobuf';
 import type { Client } from '@connectrpc/connect';
+import type { StateSnapshot } from '../gen/baton/v1/common_pb.js';
 import {
   ControlPlaneService,
+  GapReportSchema,
   InFlightReportSchema,
   RegisterDataPlaneRequestSchema,
   type FunctionLoad,
@@ -161,6 +163,23 @@ export class ControlPlaneLink {
       // NOT_FOUND (it restarted, or timed us out): register again now.
       if (e.code === 'NOT_FOUND' || e.code === 'UNAVAILABLE') this.reregisterNow();
       return false;
+    }
+  }
+
+  /** Asks for the full state of functions whose changes we missed; resolves undefined when it failed (logged). */
+  async reportGaps(functions: string[]): Promise<StateSnapshot | undefined> {
+    if (this.stopped) return undefined;
+    try {
+      return await this.client.reportGaps(
+        create(GapReportSchema, { dataPlaneId: this.options.dataPlaneId, functions }),
+        { signal: this.aborter.signal },
+      );
+    } catch (err) {
+      if (this.stopped) return undefined;
+      const e = fromRpcError(err, 'control plane');
+      this.options.log.warn({ code: e.code, err: e.message, functions }, 'gap report failed; retrying');
+      if (e.code === 'NOT_FOUND' || e.code === 'UNAVAILABLE') this.reregisterNow();
+      return undefined;
     }
   }
 

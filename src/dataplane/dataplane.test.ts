@@ -15,7 +15,7 @@ import { create } from '@bufbuild/protobuf';
 import type { Client } from '@connectrpc/connect';
 import { Registry } from 'prom-client';
 import { Agent, request } from 'undici';
-import { FunctionSpecSchema } from '../gen/baton/v1/common_pb.js';
+import { FunctionSpecSchema, StateSnapshotSchema, type StateSnapshot } from '../gen/baton/v1/common_pb.js';
 import { ControlPlaneService, type FunctionLoad } from '../gen/baton/v1/controlplane_pb.js';
 import { DataPlaneService } from '../gen/baton/v1/dataplane_pb.js';
 import { compileConfig, dataPlaneSchema } from '../shared/config.js';
@@ -38,6 +38,9 @@ interface Report {
 const cp = {
   registrations: [] as { dataPlaneId: string; address: string; proxyAddress: string }[],
   reports: [] as Report[],
+  /** The functions of each gap report, and the state the control plane answers with. */
+  gaps: [] as string[][],
+  gapAnswer: (_functions: string[]): StateSnapshot => create(StateSnapshotSchema, {}),
   listener: null as DualListener | null,
 };
 
@@ -57,6 +60,10 @@ async function startFakeControlPlane(): Promise<DualListener> {
         reportInFlight: (req) => {
           cp.reports.push({ at: performance.now(), urgent: req.urgent, functions: req.functions });
           return {};
+        },
+        reportGaps: (req) => {
+          cp.gaps.push(req.functions);
+          return cp.gapAnswer(req.functions);
         },
       }),
   });
@@ -186,26 +193,40 @@ after(async () => {
   await new Promise((r) => upB.server.close(r));
 });
 
-async function addFunction(
-  name: string,
-  opts: { containerConcurrency?: number; timeoutMs?: number; revision?: bigint; loadBalancing?: string } = {},
-  client: Client<typeof DataPlaneService> = rpc,
-): Promise<void> {
-  await client.addFunction({
-    function: create(FunctionSpecSchema, {
-      name,
-      runtime: 'process',
-      command: ['node', 'fn.js'],
-      scaling: { containerConcurrency: opts.containerConcurrency ?? 1 },
-      timeoutMs: opts.timeoutMs ?? 5000,
-      revision: opts.revision ?? 1n,
-      loadBalancing: opts.loadBalancing ?? '',
-    }),
+function specOf(name: string, opts: { containerConcurrency?: number; timeoutMs?: number; revision?: bigint; loadBalancing?: string } = {}) {
+  return create(FunctionSpecSchema, {
+    name,
+    runtime: 'process',
+    command: ['node', 'fn.js'],
+    scaling: { containerConcurrency: opts.containerConcurrency ?? 1 },
+    timeoutMs: opts.timeoutMs ?? 5000,
+    revision: opts.revision ?? 1n,
+    loadBalancing: opts.loadBalancing ?? '',
   });
 }
 
-async function addEndpoint(fn: string, sandboxId: string, address: string, client: Client<typeof DataPlaneService> = rpc): Promise<void> {
-  await client.addEndpoints({ function: fn, endpoints: [{ sandboxId, function: fn, address, workerId: 'w1' }] });
+async function addFunction(
+  name: string,
+  opts: { containerConcurrency?: number; timeoutMs?: number; revision?: bigint; loadBalancing?: string; change?: [bigint, bigint] } = {},
+  client: Client<typeof DataPlaneService> = rpc,
+): Promise<void> {
+  const change = opts.change ? { epoch: opts.change[0], previousEpoch: opts.change[1] } : undefined;
+  await client.addFunction({ function: specOf(name, opts), change });
+}
+
+/** Adds one endpoint; `change` is [epoch, previous epoch] (unversioned without it). */
+async function addEndpoint(
+  fn: string,
+  sandboxId: string,
+  address: string,
+  client: Client<typeof DataPlaneService> = rpc,
+  change?: [bigint, bigint],
+): Promise<void> {
+  await client.addEndpoints({
+    function: fn,
+    endpoints: [{ sandboxId, function: fn, address, workerId: 'w1' }],
+    change: change ? { epoch: change[0], previousEpoch: change[1] } : undefined,
+  });
 }
 
 interface Reply {
@@ -232,7 +253,7 @@ async function invoke(
 
 // --- tests -------------------------------------------------------------------
 
-test('registers with the control plane, advertising both addresses', async () => {
+test('registers with the control plane, advertising both addresses; healthy once the full state arrived', async () => {
   for (let i = 0; i < 200 && !dp.registered; i++) await sleep(10);
   const reg = cp.registrations[0];
   assert.ok(reg, 'a RegisterDataPlane call arrived');
@@ -241,6 +262,11 @@ test('registers with the control plane, advertising both addresses', async () =>
   assert.equal(reg.proxyAddress, dp.proxyAddress);
   assert.equal(dp.state, 'RUNNING');
   assert.equal(dp.registered, true);
+  // Not healthy until the control plane's full state arrives, as it does after a registration.
+  assert.equal((await invoke('/health')).status, 503);
+  await rpc.syncState({ functions: [], complete: true, epoch: 1n });
+  assert.equal((await invoke('/health')).status, 200);
+  assert.equal(dp.synced, true);
 });
 
 test('a /fn/<name>/ prefix routes and is stripped; method, query, headers and body pass through', async () => {
@@ -700,4 +726,92 @@ test('stop(): queued requests get 503, in-flight ones finish, state ends STOPPED
   assert.equal(r.status, 200);
   await stopped;
   assert.equal(other.state, 'STOPPED');
+});
+
+// --- epochs ------------------------------------------------------------------
+
+test('an add that arrives after the removal of the same endpoint does not resurrect it; no gap is reported', async () => {
+  const gapsBefore = cp.gaps.length;
+  await addFunction('ooo', { containerConcurrency: 0, change: [100n, 0n] });
+  // Epoch 101 adds sb-ooo-x and 102 removes it, but the removal arrives first.
+  await rpc.removeEndpoints({ function: 'ooo', sandboxIds: ['sb-ooo-x'], drain: false, change: { epoch: 102n, previousEpoch: 101n } });
+  await addEndpoint('ooo', 'sb-ooo-x', upA.address, rpc, [101n, 100n]);
+  await addEndpoint('ooo', 'sb-ooo-y', upB.address, rpc, [103n, 102n]);
+  // A delta older than what the function holds is ignored.
+  await addEndpoint('ooo', 'sb-ooo-old', upA.address, rpc, [99n, 0n]);
+  const hitsA = upA.hits;
+  for (let i = 0; i < 6; i++) assert.equal((await invoke('/fn/ooo/')).status, 200);
+  assert.equal(upA.hits, hitsA, 'nothing is routed to the removed endpoint');
+  await sleep(1400); // past the gap grace period
+  assert.equal(cp.gaps.length, gapsBefore, 'the chain is complete: no gap report');
+});
+
+test('a change that never arrives is reported as a gap and the function is re-synced from its snapshot', async () => {
+  cp.gapAnswer = (functions) =>
+    create(StateSnapshotSchema, {
+      functions: functions.map((name) => ({
+        name,
+        function: specOf(name, { containerConcurrency: 0 }),
+        // Epoch 202 (lost) added sb-g2; 204 removed sb-g1.
+        endpoints: [{ sandboxId: 'sb-g2', function: name, address: upB.address, workerId: 'w1' }],
+        epoch: 204n,
+      })),
+      epoch: 204n,
+    });
+  await addFunction('gappy', { containerConcurrency: 0, change: [200n, 0n] });
+  await addEndpoint('gappy', 'sb-g1', upA.address, rpc, [201n, 200n]);
+  await addEndpoint('gappy', 'sb-g3', upB.address, rpc, [203n, 202n]); // 202 is never delivered
+  await addEndpoint('gappy', 'sb-g4', upB.address, rpc, [205n, 204n]); // newer than the snapshot: kept
+  for (let i = 0; i < 100 && !cp.gaps.some((g) => g.includes('gappy')); i++) await sleep(50);
+  assert.ok(cp.gaps.some((g) => g.includes('gappy')), 'the gap was reported');
+  await sleep(100);
+  // 204 (in the snapshot) removed sb-g1 and sb-g3; a late copy of 201 does not bring sb-g1 back.
+  await addEndpoint('gappy', 'sb-g1', upA.address, rpc, [201n, 200n]);
+  const hitsA = upA.hits;
+  for (let i = 0; i < 6; i++) assert.equal((await invoke('/fn/gappy/')).status, 200);
+  assert.equal(upA.hits, hitsA, 'sb-g1 is gone');
+  const reported = cp.gaps.filter((g) => g.includes('gappy')).length;
+  await sleep(1400);
+  assert.equal(cp.gaps.filter((g) => g.includes('gappy')).length, reported, 'the snapshot closed the gap');
+});
+
+test('a delta for a function the data plane does not hold is reported as a gap', async () => {
+  cp.gapAnswer = (functions) =>
+    create(StateSnapshotSchema, {
+      functions: functions.map((name) => ({
+        name,
+        function: specOf(name, { containerConcurrency: 0 }),
+        endpoints: [{ sandboxId: 'sb-m1', function: name, address: upB.address, workerId: 'w1' }],
+        epoch: 301n,
+      })),
+      epoch: 301n,
+    });
+  await assert.rejects(addEndpoint('missed', 'sb-m1', upB.address, rpc, [301n, 300n]), /no function named/);
+  for (let i = 0; i < 40 && !cp.gaps.some((g) => g.includes('missed')); i++) await sleep(50);
+  assert.ok(cp.gaps.some((g) => g.includes('missed')));
+  for (let i = 0; i < 40 && (await invoke('/fn/missed/', { headers: {} })).status !== 200; i++) await sleep(50);
+  assert.equal((await invoke('/fn/missed/')).status, 200);
+});
+
+test('a function registered again while the data plane missed its removal replaces the old one', async () => {
+  await addFunction('again', { containerConcurrency: 0, revision: 3n, change: [500n, 0n] });
+  await addEndpoint('again', 'sb-again-old', upA.address, rpc, [501n, 500n]);
+  // Its RemoveFunction (502) was lost; the new registration starts a new chain, with revisions from 1.
+  await addFunction('again', { containerConcurrency: 0, revision: 1n, timeoutMs: 1234, change: [600n, 0n] });
+  await addEndpoint('again', 'sb-again-new', upB.address, rpc, [601n, 600n]);
+  const hitsA = upA.hits;
+  for (let i = 0; i < 4; i++) assert.equal((await invoke('/fn/again/')).status, 200);
+  assert.equal(upA.hits, hitsA, 'the old endpoint is gone');
+});
+
+test('a complete snapshot removes the functions it does not name, unless changed after it', async () => {
+  await addFunction('stale-fn', { change: [400n, 0n] });
+  await addFunction('newer-fn', { change: [410n, 0n] });
+  await rpc.syncState({ functions: [], complete: true, epoch: 405n });
+  assert.equal((await invoke('/fn/stale-fn/')).status, 404);
+  // A late add from before the snapshot does not bring it back.
+  await addFunction('stale-fn', { change: [401n, 400n] });
+  assert.equal((await invoke('/fn/stale-fn/')).status, 404);
+  await addEndpoint('newer-fn', 'sb-n1', upB.address, rpc, [411n, 410n]);
+  assert.equal((await invoke('/fn/newer-fn/')).status, 200);
 });

@@ -18,11 +18,16 @@
 // without any work per request. Sandbox state is never
 // persisted here: a restarted data plane registers and the control plane
 // pushes everything again (DESIGN.md principles 1 and 3).
+//
+// Control-plane deltas carry epochs (epochs.ts, docs/dataplane.md): a delta
+// is applied only if nothing newer touched the same endpoint or function, and
+// a change that never arrived (a gap) is reported so the control plane sends
+// the function's full state (SyncState), as it does on every registration.
 import { randomInt } from 'node:crypto';
 import { create } from '@bufbuild/protobuf';
 import type { ConnectRouter } from '@connectrpc/connect';
 import { AckSchema } from '../gen/baton/v1/common_pb.js';
-import type { Endpoint } from '../gen/baton/v1/common_pb.js';
+import type { Change, Endpoint, FunctionSnapshot, StateSnapshot } from '../gen/baton/v1/common_pb.js';
 import {
   DataPlaneService,
   RemoveEndpointsResponseSchema,
@@ -40,7 +45,7 @@ import { componentId } from '../shared/ids.js';
 import { DualListener } from '../shared/listener.js';
 import { createLogger, type Logger } from '../shared/logging.js';
 import { startRpcServer } from '../shared/rpc.js';
-import { fromFunctionSpecMessage, type LoadBalancingPolicyName } from '../shared/spec.js';
+import { fromFunctionSpecMessage, type FunctionSpec, type LoadBalancingPolicyName } from '../shared/spec.js';
 import { CLOCK_TICK_MS, tickClock } from './clock.js';
 import { ControlPlaneLink, type FunctionLoadInit } from './control-plane-link.js';
 import { EndpointState, FunctionState } from './function-table.js';
@@ -66,6 +71,16 @@ const UPSTREAM_IDLE_MS = 4000;
 /** Fast-path client connections: as node:http's keepAliveTimeout and headersTimeout in DualListener. */
 const CLIENT_IDLE_MS = 65_000;
 const CLIENT_HEADERS_MS = 60_000;
+/**
+ * How long an epoch a delta names as previous may be missing before it counts
+ * as a gap: concurrent RPCs reorder by far less, so one missing this long
+ * was lost.
+ */
+export const GAP_GRACE_MS = 1000;
+/** How often functions are checked for gaps. */
+const GAP_CHECK_INTERVAL_MS = 250;
+/** Removed functions remembered (with their removal epoch) so that a late, older add does not bring them back. */
+const REMOVED_FUNCTIONS_KEPT = 1024;
 
 export class DataPlane {
   readonly id: string;
@@ -73,6 +88,12 @@ export class DataPlane {
 
   private stateValue: DataPlaneState = 'INITIALIZED';
   private readonly functions = new Map<string, FunctionState>();
+  /** The epoch at which each recently removed function was removed. */
+  private readonly removedFunctions = new Map<string, bigint>();
+  /** Functions a delta named that we do not hold: their state is asked for with the next gap report. */
+  private readonly unknownFunctions = new Set<string>();
+  private lastGapCheckAt = 0;
+  private gapReportInFlight = false;
   /** Functions with requests in flight or queued, plus those owed a final zero report. */
   private readonly active = new Set<FunctionState>();
   /** Every endpoint whose pool is open, routable or draining. */
@@ -119,6 +140,8 @@ export class DataPlane {
       requestLog: config.logRequests ? log.child({ kind: 'request' }) : null,
       log,
     });
+    // Not healthy until the control plane's state arrives (syncState).
+    this.proxy.synced = false;
   }
 
   /**
@@ -161,8 +184,8 @@ export class DataPlane {
       metrics: this.metrics.registry,
       routes: (router) => this.routes(router),
       health: () => ({
-        ok: this.stateValue === 'RUNNING',
-        detail: { dataPlaneId: this.id, state: this.stateValue, registered: this.registered },
+        ok: this.stateValue === 'RUNNING' && this.synced,
+        detail: { dataPlaneId: this.id, state: this.stateValue, registered: this.registered, synced: this.synced },
       }),
     });
     const host = advertisedHost(config.host, config.advertiseHost);
@@ -212,6 +235,15 @@ export class DataPlane {
 
   get state(): DataPlaneState {
     return this.stateValue;
+  }
+
+  /**
+   * Whether the control plane's full state has arrived once: until then
+   * /health answers 503 (on both ports), so a load balancer sends a restarted
+   * data plane nothing before it knows the functions.
+   */
+  get synced(): boolean {
+    return this.proxy.synced;
   }
 
   /** Whether the last registration (or heartbeat) reached the control plane. */
@@ -272,6 +304,10 @@ export class DataPlane {
         this.rejectQueued(req);
         return create(AckSchema);
       },
+      syncState: (req) => {
+        this.syncState(req);
+        return create(AckSchema);
+      },
     });
   }
 
@@ -282,6 +318,38 @@ export class DataPlane {
     const spec = fromFunctionSpecMessage(req.function);
     const revision = req.function.revision;
     const fn = this.functions.get(spec.name);
+    const change = versioned(req.change);
+    // The first change of a function we hold, and newer than anything of it:
+    // it was deleted and registered again while we missed the removal.
+    const again = fn !== undefined && change !== undefined && change.previousEpoch === 0n && change.epoch > fn.chain.head;
+    if (fn && change) {
+      const accepted = this.accept(fn, change);
+      if (accepted === 'stale') return;
+      if (accepted === 'complete') fn.tombstones.clear();
+    }
+    if (!fn && change && (this.removedFunctions.get(spec.name) ?? 0n) >= change.epoch) {
+      this.log.debug({ function: spec.name, epoch: change.epoch }, 'ignored an add of a function removed later');
+      return;
+    }
+    if (fn && again) {
+      this.log.info({ function: fn.name }, 'function registered again: its old endpoints are dropped');
+      for (const ep of [...fn.endpoints]) {
+        const removed = this.removeEndpointAt(fn, ep.sandboxId, change.epoch);
+        if (removed) this.closeWhenIdle(fn, removed);
+      }
+    }
+    this.updateSpec(fn, spec, revision, change, 0n, again);
+  }
+
+  /** Adds the function, or applies a newer spec to it; `change` starts a new function's chain. */
+  private updateSpec(
+    fn: FunctionState | undefined,
+    spec: FunctionSpec,
+    revision: bigint,
+    change: Change | undefined,
+    snapshotEpoch = 0n,
+    force = false,
+  ): void {
     if (fn) {
       if (
         revision === fn.revision &&
@@ -291,7 +359,7 @@ export class DataPlane {
       ) {
         return; // the re-sync after a registration: nothing changed
       }
-      if (!fn.update(spec, revision)) {
+      if (!fn.update(spec, revision, force)) {
         this.log.debug({ function: spec.name, revision, held: fn.revision }, 'ignored a stale function revision');
         return;
       }
@@ -299,14 +367,38 @@ export class DataPlane {
       return;
     }
     const added = new FunctionState(spec, revision, this.lbPolicy);
+    if (snapshotEpoch > 0n) added.chain.snapshot(snapshotEpoch);
+    else if (change) this.accept(added, change);
     this.functions.set(spec.name, added);
+    this.removedFunctions.delete(spec.name);
+    this.unknownFunctions.delete(spec.name);
     this.log.info({ function: spec.name, revision, containerConcurrency: spec.scaling.containerConcurrency, loadBalancing: added.policy.name }, 'function added');
   }
 
   private removeFunction(req: RemoveFunctionRequest): void {
+    const change = versioned(req.change);
     const fn = this.functions.get(req.name);
-    if (!fn) return;
-    this.functions.delete(req.name);
+    if (change) {
+      // A change newer than the removal (the function registered again) wins.
+      if (fn && fn.chain.head > change.epoch) return;
+      this.rememberRemoved(req.name, change.epoch);
+    }
+    if (fn) this.dropFunction(fn);
+  }
+
+  private rememberRemoved(name: string, epoch: bigint): void {
+    const known = this.removedFunctions.get(name) ?? 0n;
+    this.removedFunctions.delete(name);
+    this.removedFunctions.set(name, known > epoch ? known : epoch);
+    this.unknownFunctions.delete(name);
+    if (this.removedFunctions.size > REMOVED_FUNCTIONS_KEPT) {
+      const oldest = this.removedFunctions.keys().next();
+      if (!oldest.done) this.removedFunctions.delete(oldest.value);
+    }
+  }
+
+  private dropFunction(fn: FunctionState): void {
+    this.functions.delete(fn.name);
     fn.removed = true;
     const failed = this.proxy.failQueued(fn, 404, 'FUNCTION_NOT_FOUND', `function ${JSON.stringify(fn.name)} was removed`);
     for (const ep of [...fn.endpoints]) {
@@ -318,18 +410,34 @@ export class DataPlane {
   }
 
   private addEndpoints(req: AddEndpointsRequest): void {
+    const change = versioned(req.change);
     const fn = this.functions.get(req.function);
-    if (!fn) throw new BatonError('FUNCTION_NOT_FOUND', `no function named ${JSON.stringify(req.function)} on data plane ${this.id}`);
-    for (const e of req.endpoints) this.addEndpoint(fn, e);
+    if (!fn) {
+      if (change && (this.removedFunctions.get(req.function) ?? 0n) >= change.epoch) return; // removed since
+      // We missed the function's add (or it is on its way): ask for its state.
+      if (change) this.unknownFunctions.add(req.function);
+      throw new BatonError('FUNCTION_NOT_FOUND', `no function named ${JSON.stringify(req.function)} on data plane ${this.id}`);
+    }
+    const accepted = change ? this.accept(fn, change) : 'applied';
+    if (accepted === 'stale') return;
+    for (const e of req.endpoints) this.addEndpoint(fn, e, change?.epoch ?? 0n);
+    if (accepted === 'complete') fn.tombstones.clear();
   }
 
-  private addEndpoint(fn: FunctionState, e: Endpoint): void {
+  private addEndpoint(fn: FunctionState, e: Endpoint, epoch: bigint): void {
     if (e.sandboxId === '' || e.address === '') {
       throw new BatonError('INVALID_REQUEST', 'an endpoint needs a sandbox id and an address');
     }
+    if (epoch > 0n && fn.changedAt(e.sandboxId) >= epoch) {
+      this.log.debug({ function: fn.name, sandbox: e.sandboxId, epoch }, 'ignored an add older than the endpoint\'s latest change');
+      return;
+    }
     const known = fn.getEndpoint(e.sandboxId);
     if (known) {
-      if (known.address === e.address) return; // idempotent re-send
+      if (known.address === e.address) {
+        known.epoch = epoch > known.epoch ? epoch : known.epoch;
+        return; // idempotent re-send
+      }
       fn.removeEndpoint(e.sandboxId);
       this.closeWhenIdle(fn, known);
     }
@@ -340,6 +448,8 @@ export class DataPlane {
       throw new BatonError('INVALID_REQUEST', `endpoint ${e.sandboxId}: ${(err as Error).message}`);
     }
     const ep = new EndpointState(e.sandboxId, e.address, e.workerId, upstream);
+    ep.epoch = epoch;
+    fn.tombstones.delete(e.sandboxId);
     this.openEndpoints.add(ep);
     const queued = fn.queued;
     fn.addEndpoint(ep);
@@ -349,11 +459,15 @@ export class DataPlane {
   private async removeEndpoints(req: RemoveEndpointsRequest): Promise<RemoveEndpointsResponse> {
     const fn = this.functions.get(req.function);
     if (!fn) return create(RemoveEndpointsResponseSchema, { abandonedInFlight: 0 });
+    const change = versioned(req.change);
+    const accepted = change ? this.accept(fn, change) : 'applied';
+    if (accepted === 'stale') return create(RemoveEndpointsResponseSchema, { abandonedInFlight: 0 });
     const removed: EndpointState[] = [];
     for (const id of req.sandboxIds) {
-      const ep = fn.removeEndpoint(id);
+      const ep = this.removeEndpointAt(fn, id, change?.epoch ?? 0n);
       if (ep) removed.push(ep);
     }
+    if (accepted === 'complete') fn.tombstones.clear();
     if (req.drain && removed.some((ep) => ep.inFlight > 0)) {
       const timeoutMs = req.drainTimeoutMs > 0 ? req.drainTimeoutMs : fn.timeoutMs;
       await withTimeout(Promise.all(removed.map((ep) => ep.whenIdle())), timeoutMs);
@@ -365,6 +479,98 @@ export class DataPlane {
     }
     this.log.debug({ function: fn.name, removed: removed.length, drain: req.drain, abandoned }, 'endpoints removed');
     return create(RemoveEndpointsResponseSchema, { abandonedInFlight: abandoned });
+  }
+
+  /** Stops routing to an endpoint unless a newer change added it; remembers the removal's epoch. */
+  private removeEndpointAt(fn: FunctionState, sandboxId: string, epoch: bigint): EndpointState | undefined {
+    if (epoch > 0n) {
+      if (fn.changedAt(sandboxId) >= epoch) return undefined;
+      fn.tombstones.set(sandboxId, epoch);
+    }
+    return fn.removeEndpoint(sandboxId);
+  }
+
+  /** Records a versioned delta in the function's chain; 'stale' means ignore it. */
+  private accept(fn: FunctionState, change: Change): 'stale' | 'applied' | 'complete' {
+    const r = fn.chain.accept(change.epoch, change.previousEpoch, performance.now());
+    if (r === 'stale') this.log.debug({ function: fn.name, epoch: change.epoch, base: fn.chain.base }, 'ignored a stale delta');
+    return r;
+  }
+
+  // Snapshots and gaps ------------------------------------------------------
+
+  /** Applies the full state of some functions (or all): changes newer than the snapshot are kept. */
+  private syncState(snapshot: StateSnapshot): void {
+    const named = new Set<string>();
+    for (const f of snapshot.functions) {
+      named.add(f.name);
+      this.applySnapshot(f);
+    }
+    if (!snapshot.complete) return;
+    if (!this.proxy.synced) {
+      this.proxy.synced = true;
+      this.log.info({ functions: snapshot.functions.length }, 'received the full state: healthy');
+    }
+    for (const fn of [...this.functions.values()]) {
+      if (!named.has(fn.name) && fn.chain.head <= snapshot.epoch) {
+        this.log.info({ function: fn.name }, 'function absent from the control plane\'s state: removed');
+        this.rememberRemoved(fn.name, snapshot.epoch);
+        this.dropFunction(fn);
+      }
+    }
+    this.unknownFunctions.clear();
+  }
+
+  private applySnapshot(f: FunctionSnapshot): void {
+    const fn = this.functions.get(f.name);
+    this.unknownFunctions.delete(f.name);
+    if (!f.function) {
+      if (fn && fn.chain.head > f.epoch) return;
+      this.rememberRemoved(f.name, f.epoch);
+      if (fn) this.dropFunction(fn);
+      return;
+    }
+    const spec = fromFunctionSpecMessage(f.function);
+    if (!fn) {
+      if ((this.removedFunctions.get(f.name) ?? 0n) >= f.epoch) return;
+      this.updateSpec(undefined, spec, f.function.revision, undefined, f.epoch);
+      const added = this.functions.get(f.name);
+      if (added) for (const e of f.endpoints) this.addEndpoint(added, e, f.epoch);
+      return;
+    }
+    // Newer than every change we applied: its spec is right even with a lower revision (registered again).
+    const newest = f.epoch >= fn.chain.head;
+    if (!fn.chain.snapshot(f.epoch)) return; // we already hold all of it
+    this.updateSpec(fn, spec, f.function.revision, undefined, 0n, newest);
+    const wanted = new Set<string>();
+    for (const e of f.endpoints) {
+      wanted.add(e.sandboxId);
+      this.addEndpoint(fn, e, f.epoch);
+    }
+    for (const ep of [...fn.endpoints]) {
+      if (wanted.has(ep.sandboxId)) continue;
+      const removed = this.removeEndpointAt(fn, ep.sandboxId, f.epoch);
+      if (removed) this.closeWhenIdle(fn, removed);
+    }
+    if (fn.chain.complete) fn.tombstones.clear();
+  }
+
+  /** Asks the control plane for the state of functions with a gap; at most one report in flight. */
+  private checkGaps(now: number): void {
+    if (now - this.lastGapCheckAt < GAP_CHECK_INTERVAL_MS || this.gapReportInFlight) return;
+    this.lastGapCheckAt = now;
+    const names = new Set(this.unknownFunctions);
+    for (const fn of this.functions.values()) {
+      if (!fn.chain.complete && fn.chain.hasGap(now, GAP_GRACE_MS)) names.add(fn.name);
+    }
+    const link = this.linkValue;
+    if (names.size === 0 || !link) return;
+    this.gapReportInFlight = true;
+    this.log.info({ functions: [...names] }, 'missed a control-plane change: asking for the full state');
+    void link.reportGaps([...names]).then((snapshot) => {
+      this.gapReportInFlight = false;
+      if (snapshot) this.syncState(snapshot);
+    });
   }
 
   private rejectQueued(req: RejectQueuedRequest): void {
@@ -419,6 +625,7 @@ export class DataPlane {
   private housekeep(): void {
     const now = tickClock();
     if (this.tracker.busy.size > 0 || this.tracker.waiting.size > 0) this.tracker.sweep(now);
+    this.checkGaps(now);
     if (now - this.lastIdleSweepAt >= IDLE_SWEEP_INTERVAL_MS) {
       this.lastIdleSweepAt = now;
       this.proxy.sweepClients(now, CLIENT_IDLE_MS, CLIENT_HEADERS_MS);
@@ -456,6 +663,11 @@ export class DataPlane {
       this.reportInFlight = false;
     });
   }
+}
+
+/** The delta's place in its function's history, or undefined for an unversioned delta (applied unconditionally). */
+function versioned(change: Change | undefined): Change | undefined {
+  return change && change.epoch > 0n ? change : undefined;
 }
 
 /** Resolves when `p` settles or `ms` pass, whichever is first. */

@@ -49,6 +49,8 @@ export interface FastPathHost {
   readonly host: ProxyHost;
   readonly options: ProxyOptions;
   readonly accepting: boolean;
+  /** Whether GET /health answers 200. */
+  readonly healthy: boolean;
   readonly clients: Set<ClientConnection>;
   toNodeHttp(socket: net.Socket, head: Buffer | null): void;
   lookup(name: string): FunctionState | undefined;
@@ -236,7 +238,7 @@ export class ClientConnection {
     }
     if (fn === undefined) {
       if (head.method === 'GET' && isHealthPath(target)) {
-        const ok = proxy.accepting;
+        const ok = proxy.healthy;
         proxy.host.onUnrouted(ok ? 200 : 503);
         this.writeJson(ok ? 200 : 503, ok ? '{"status":"ok"}' : '{"status":"unavailable"}', '', false);
         return;

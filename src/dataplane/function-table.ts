@@ -15,6 +15,7 @@
 // proxy owns the requests and the upstream pools.
 import type { FunctionSpec, LoadBalancingPolicyName } from '../shared/spec.js';
 import { ColdStartQueue, type QueueLinks } from './cold-start-queue.js';
+import { DeltaChain } from './epochs.js';
 import { createLoadBalancingPolicy, type LoadBalancingPolicy } from './loadbalancing/index.js';
 import type { EndpointUpstream } from './upstream.js';
 
@@ -32,6 +33,8 @@ export class EndpointState {
   inFlight = 0;
   /** Removed from routing; in-flight requests finish, nothing new arrives. */
   draining = false;
+  /** The epoch of the change that added it (0 for an unversioned add). */
+  epoch = 0n;
   private idleWaiters: (() => void)[] | null = null;
 
   constructor(
@@ -76,6 +79,14 @@ export class FunctionState {
   inFlight = 0;
   /** Set once RemoveFunction took the function out of the table. */
   removed = false;
+  /** The order of the function's changes (epochs.ts). */
+  readonly chain = new DeltaChain();
+  /**
+   * The epoch at which each recently removed endpoint was removed, so an
+   * older add that arrives late does not bring it back. Cleared whenever the
+   * chain is complete, as nothing older can arrive then.
+   */
+  readonly tombstones = new Map<string, bigint>();
 
   // Control-plane reporting, owned by the data plane.
   /** In the set of functions the periodic report covers. */
@@ -118,10 +129,11 @@ export class FunctionState {
    * Applies a newer spec. Returns false for a stale revision (older than the
    * one held). A raised concurrency frees tokens, so waiters may be granted.
    * A new policy name swaps the policy; the same name keeps the instance and
-   * its cursor.
+   * its cursor. `force` applies an older revision too: the function was
+   * deleted and registered again, and its revisions started over.
    */
-  update(spec: FunctionSpec, revision: bigint): boolean {
-    if (revision < this.revision) return false;
+  update(spec: FunctionSpec, revision: bigint, force = false): boolean {
+    if (revision < this.revision && !force) return false;
     this.spec = spec;
     this.revision = revision;
     this.concurrency = spec.scaling.containerConcurrency;
@@ -130,6 +142,11 @@ export class FunctionState {
     if (policyName !== this.policy.name) this.policy = createLoadBalancingPolicy(policyName);
     this.pump();
     return true;
+  }
+
+  /** The epoch of the latest change applied to an endpoint (its add, or its removal), 0 if none is known. */
+  changedAt(sandboxId: string): bigint {
+    return this.bySandbox.get(sandboxId)?.epoch ?? this.tombstones.get(sandboxId) ?? 0n;
   }
 
   hasEndpoint(sandboxId: string): boolean {

@@ -226,6 +226,16 @@ function onResponseClose(this: TaggedResponse): void {
 export class Proxy implements FastPathHost {
   /** False while the data plane drains: new requests get 503. */
   accepting = true;
+  /**
+   * Whether GET /health (no function named) answers 200: the data plane holds
+   * the control plane's state and accepts requests. A load balancer sends
+   * nothing to a data plane that has just started and knows no function yet.
+   */
+  get healthy(): boolean {
+    return this.accepting && this.synced;
+  }
+  /** Set once the control plane's full state has been applied (DataPlane.syncState). */
+  synced = true;
   /** Raw HTTP/1.1 connections on the fast path. */
   readonly clients = new Set<ClientConnection>();
   /** Gives a connection the fast path will not serve to node:http, with the bytes read so far. */
@@ -346,8 +356,9 @@ export class Proxy implements FastPathHost {
 
   private unrouted(req: ClientRequest, res: ClientResponse, name: string, url: string): void {
     if (req.method === 'GET' && isHealthPath(url)) {
-      sendJsonBody(req, res, this.accepting ? 200 : 503, this.accepting ? '{"status":"ok"}' : '{"status":"unavailable"}');
-      this.host.onUnrouted(this.accepting ? 200 : 503);
+      const ok = this.healthy;
+      sendJsonBody(req, res, ok ? 200 : 503, ok ? '{"status":"ok"}' : '{"status":"unavailable"}');
+      this.host.onUnrouted(ok ? 200 : 503);
       return;
     }
     this.host.onUnrouted(404);

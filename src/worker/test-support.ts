@@ -142,6 +142,7 @@ export class RecordingControlPlane {
         cp.failures.push(req);
         return {};
       },
+      reportGaps: () => ({}),
     };
     cp.server = await startRpcServer({
       host: '127.0.0.1',

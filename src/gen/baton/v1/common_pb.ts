@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file baton/v1/common.proto.
  */
 export const file_baton_v1_common: GenFile = /*@__PURE__*/
-  fileDesc("ChViYXRvbi92MS9jb21tb24ucHJvdG8SCGJhdG9uLnYxIjIKCVJlc291cmNlcxISCgpjcHVfbWlsbGlzGAEgASgNEhEKCW1lbW9yeV9tYhgCIAEoDSKhAgoPU2NhbGluZ1NldHRpbmdzEhEKCW1pbl9zY2FsZRgBIAEoDRIRCgltYXhfc2NhbGUYAiABKA0SHQoVY29udGFpbmVyX2NvbmN1cnJlbmN5GAMgASgNEh4KFnRhcmdldF91dGlsaXphdGlvbl9wY3QYBCABKA0SGQoRc3RhYmxlX3dpbmRvd19zZWMYBSABKA0SGAoQcGFuaWNfd2luZG93X3NlYxgGIAEoDRIbChNwYW5pY190aHJlc2hvbGRfcGN0GAcgASgNEhkKEW1heF9zY2FsZV91cF9yYXRlGAggASgBEhsKE21heF9zY2FsZV9kb3duX3JhdGUYCSABKAESHwoXc2NhbGVfdG9femVyb19ncmFjZV9zZWMYCiABKA0ikgMKDEZ1bmN0aW9uU3BlYxIMCgRuYW1lGAEgASgJEg8KB3J1bnRpbWUYAiABKAkSDwoHY29tbWFuZBgDIAMoCRIPCgd3b3JrZGlyGAQgASgJEiwKA2VudhgFIAMoCzIfLmJhdG9uLnYxLkZ1bmN0aW9uU3BlYy5FbnZFbnRyeRImCglyZXNvdXJjZXMYBiABKAsyEy5iYXRvbi52MS5SZXNvdXJjZXMSKgoHc2NhbGluZxgHIAEoCzIZLmJhdG9uLnYxLlNjYWxpbmdTZXR0aW5ncxISCgp0aW1lb3V0X21zGAggASgNEhAKCHJldmlzaW9uGAkgASgEEhYKDmxvYWRfYmFsYW5jaW5nGAogASgJEg8KB2hhbmRsZXIYCyABKAkSDwoHbmV0d29yaxgMIAEoCRIcChRlbXVsYXRlZF9kdXJhdGlvbl9tcxgNIAEoDRIVCg1oYXNfZW11bGF0aW9uGA4gASgIGioKCEVudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiVAoIRW5kcG9pbnQSEgoKc2FuZGJveF9pZBgBIAEoCRIQCghmdW5jdGlvbhgCIAEoCRIPCgdhZGRyZXNzGAMgASgJEhEKCXdvcmtlcl9pZBgEIAEoCSKmAQoHU2FuZGJveBISCgpzYW5kYm94X2lkGAEgASgJEhAKCGZ1bmN0aW9uGAIgASgJEg8KB2FkZHJlc3MYAyABKAkSJQoFc3RhdGUYBCABKA4yFi5iYXRvbi52MS5TYW5kYm94U3RhdGUSCwoDcGlkGAUgASgNEhUKDWNyZWF0ZWRfYXRfbXMYBiABKAMSGQoRZnVuY3Rpb25fcmV2aXNpb24YByABKAQixQEKF1NhbmRib3hMYXRlbmN5QnJlYWtkb3duEhAKCHRvdGFsX3VzGAEgASgEEhoKEnBvcnRfYWxsb2NhdGlvbl91cxgCIAEoBBIQCghzcGF3bl91cxgDIAEoBBIaChJyZWFkaW5lc3NfcHJvYmVfdXMYBCABKAQSGQoRcnVudGltZV9jcmVhdGVfdXMYBSABKAQSEgoKbmV0d29ya191cxgGIAEoBBIPCgdydW50aW1lGAcgASgJEg4KBnBvb2xlZBgIIAEoCCIFCgNBY2sqmAEKDFNhbmRib3hTdGF0ZRIdChlTQU5EQk9YX1NUQVRFX1VOU1BFQ0lGSUVEEAASGgoWU0FOREJPWF9TVEFURV9TVEFSVElORxABEhcKE1NBTkRCT1hfU1RBVEVfUkVBRFkQAhIaChZTQU5EQk9YX1NUQVRFX1NUT1BQSU5HEAMSGAoUU0FOREJPWF9TVEFURV9GQUlMRUQQBGIGcHJvdG8z");
+  fileDesc("ChViYXRvbi92MS9jb21tb24ucHJvdG8SCGJhdG9uLnYxIjIKCVJlc291cmNlcxISCgpjcHVfbWlsbGlzGAEgASgNEhEKCW1lbW9yeV9tYhgCIAEoDSKhAgoPU2NhbGluZ1NldHRpbmdzEhEKCW1pbl9zY2FsZRgBIAEoDRIRCgltYXhfc2NhbGUYAiABKA0SHQoVY29udGFpbmVyX2NvbmN1cnJlbmN5GAMgASgNEh4KFnRhcmdldF91dGlsaXphdGlvbl9wY3QYBCABKA0SGQoRc3RhYmxlX3dpbmRvd19zZWMYBSABKA0SGAoQcGFuaWNfd2luZG93X3NlYxgGIAEoDRIbChNwYW5pY190aHJlc2hvbGRfcGN0GAcgASgNEhkKEW1heF9zY2FsZV91cF9yYXRlGAggASgBEhsKE21heF9zY2FsZV9kb3duX3JhdGUYCSABKAESHwoXc2NhbGVfdG9femVyb19ncmFjZV9zZWMYCiABKA0ikgMKDEZ1bmN0aW9uU3BlYxIMCgRuYW1lGAEgASgJEg8KB3J1bnRpbWUYAiABKAkSDwoHY29tbWFuZBgDIAMoCRIPCgd3b3JrZGlyGAQgASgJEiwKA2VudhgFIAMoCzIfLmJhdG9uLnYxLkZ1bmN0aW9uU3BlYy5FbnZFbnRyeRImCglyZXNvdXJjZXMYBiABKAsyEy5iYXRvbi52MS5SZXNvdXJjZXMSKgoHc2NhbGluZxgHIAEoCzIZLmJhdG9uLnYxLlNjYWxpbmdTZXR0aW5ncxISCgp0aW1lb3V0X21zGAggASgNEhAKCHJldmlzaW9uGAkgASgEEhYKDmxvYWRfYmFsYW5jaW5nGAogASgJEg8KB2hhbmRsZXIYCyABKAkSDwoHbmV0d29yaxgMIAEoCRIcChRlbXVsYXRlZF9kdXJhdGlvbl9tcxgNIAEoDRIVCg1oYXNfZW11bGF0aW9uGA4gASgIGioKCEVudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiLwoGQ2hhbmdlEg0KBWVwb2NoGAEgASgEEhYKDnByZXZpb3VzX2Vwb2NoGAIgASgEIoABChBGdW5jdGlvblNuYXBzaG90EgwKBG5hbWUYASABKAkSKAoIZnVuY3Rpb24YAiABKAsyFi5iYXRvbi52MS5GdW5jdGlvblNwZWMSJQoJZW5kcG9pbnRzGAMgAygLMhIuYmF0b24udjEuRW5kcG9pbnQSDQoFZXBvY2gYBCABKAQiXwoNU3RhdGVTbmFwc2hvdBItCglmdW5jdGlvbnMYASADKAsyGi5iYXRvbi52MS5GdW5jdGlvblNuYXBzaG90EhAKCGNvbXBsZXRlGAIgASgIEg0KBWVwb2NoGAMgASgEIlQKCEVuZHBvaW50EhIKCnNhbmRib3hfaWQYASABKAkSEAoIZnVuY3Rpb24YAiABKAkSDwoHYWRkcmVzcxgDIAEoCRIRCgl3b3JrZXJfaWQYBCABKAkipgEKB1NhbmRib3gSEgoKc2FuZGJveF9pZBgBIAEoCRIQCghmdW5jdGlvbhgCIAEoCRIPCgdhZGRyZXNzGAMgASgJEiUKBXN0YXRlGAQgASgOMhYuYmF0b24udjEuU2FuZGJveFN0YXRlEgsKA3BpZBgFIAEoDRIVCg1jcmVhdGVkX2F0X21zGAYgASgDEhkKEWZ1bmN0aW9uX3JldmlzaW9uGAcgASgEIsUBChdTYW5kYm94TGF0ZW5jeUJyZWFrZG93bhIQCgh0b3RhbF91cxgBIAEoBBIaChJwb3J0X2FsbG9jYXRpb25fdXMYAiABKAQSEAoIc3Bhd25fdXMYAyABKAQSGgoScmVhZGluZXNzX3Byb2JlX3VzGAQgASgEEhkKEXJ1bnRpbWVfY3JlYXRlX3VzGAUgASgEEhIKCm5ldHdvcmtfdXMYBiABKAQSDwoHcnVudGltZRgHIAEoCRIOCgZwb29sZWQYCCABKAgiBQoDQWNrKpgBCgxTYW5kYm94U3RhdGUSHQoZU0FOREJPWF9TVEFURV9VTlNQRUNJRklFRBAAEhoKFlNBTkRCT1hfU1RBVEVfU1RBUlRJTkcQARIXChNTQU5EQk9YX1NUQVRFX1JFQURZEAISGgoWU0FOREJPWF9TVEFURV9TVE9QUElORxADEhgKFFNBTkRCT1hfU1RBVEVfRkFJTEVEEARiBnByb3RvMw");
 
 /**
  * Compute resources, in the units named by the fields.
@@ -206,7 +206,109 @@ export const FunctionSpecSchema: GenMessage<FunctionSpec> = /*@__PURE__*/
 
 /**
  * A ready sandbox that a data plane may send requests to.
+ * Where a delta sits in its function's history (proto/baton/v1/dataplane.proto).
+ * A request without one is applied unconditionally, as before epochs.
  *
+ * @generated from message baton.v1.Change
+ */
+export type Change = Message<"baton.v1.Change"> & {
+  /**
+   * This change's epoch: unique and increasing across all functions and, as
+   * it starts from the clock, across restarts of the control plane.
+   *
+   * @generated from field: uint64 epoch = 1;
+   */
+  epoch: bigint;
+
+  /**
+   * The epoch of the function's previous change (0 for its first).
+   *
+   * @generated from field: uint64 previous_epoch = 2;
+   */
+  previousEpoch: bigint;
+};
+
+/**
+ * Describes the message baton.v1.Change.
+ * Use `create(ChangeSchema)` to create a new message.
+ */
+export const ChangeSchema: GenMessage<Change> = /*@__PURE__*/
+  messageDesc(file_baton_v1_common, 3);
+
+/**
+ * A function's full state on the control plane at an epoch.
+ *
+ * @generated from message baton.v1.FunctionSnapshot
+ */
+export type FunctionSnapshot = Message<"baton.v1.FunctionSnapshot"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Unset: the function does not exist (any state for it is removed).
+   *
+   * @generated from field: baton.v1.FunctionSpec function = 2;
+   */
+  function?: FunctionSpec | undefined;
+
+  /**
+   * Its ready endpoints (draining ones are not routed to).
+   *
+   * @generated from field: repeated baton.v1.Endpoint endpoints = 3;
+   */
+  endpoints: Endpoint[];
+
+  /**
+   * The epoch of the function's latest change; the snapshot covers every
+   * change up to it.
+   *
+   * @generated from field: uint64 epoch = 4;
+   */
+  epoch: bigint;
+};
+
+/**
+ * Describes the message baton.v1.FunctionSnapshot.
+ * Use `create(FunctionSnapshotSchema)` to create a new message.
+ */
+export const FunctionSnapshotSchema: GenMessage<FunctionSnapshot> = /*@__PURE__*/
+  messageDesc(file_baton_v1_common, 4);
+
+/**
+ * @generated from message baton.v1.StateSnapshot
+ */
+export type StateSnapshot = Message<"baton.v1.StateSnapshot"> & {
+  /**
+   * @generated from field: repeated baton.v1.FunctionSnapshot functions = 1;
+   */
+  functions: FunctionSnapshot[];
+
+  /**
+   * Set when functions lists every function: the data plane removes the
+   * ones it holds that are absent, unless changed after epoch.
+   *
+   * @generated from field: bool complete = 2;
+   */
+  complete: boolean;
+
+  /**
+   * The control plane's latest epoch when the snapshot was taken.
+   *
+   * @generated from field: uint64 epoch = 3;
+   */
+  epoch: bigint;
+};
+
+/**
+ * Describes the message baton.v1.StateSnapshot.
+ * Use `create(StateSnapshotSchema)` to create a new message.
+ */
+export const StateSnapshotSchema: GenMessage<StateSnapshot> = /*@__PURE__*/
+  messageDesc(file_baton_v1_common, 5);
+
+/**
  * @generated from message baton.v1.Endpoint
  */
 export type Endpoint = Message<"baton.v1.Endpoint"> & {
@@ -238,7 +340,7 @@ export type Endpoint = Message<"baton.v1.Endpoint"> & {
  * Use `create(EndpointSchema)` to create a new message.
  */
 export const EndpointSchema: GenMessage<Endpoint> = /*@__PURE__*/
-  messageDesc(file_baton_v1_common, 3);
+  messageDesc(file_baton_v1_common, 6);
 
 /**
  * @generated from message baton.v1.Sandbox
@@ -287,7 +389,7 @@ export type Sandbox = Message<"baton.v1.Sandbox"> & {
  * Use `create(SandboxSchema)` to create a new message.
  */
 export const SandboxSchema: GenMessage<Sandbox> = /*@__PURE__*/
-  messageDesc(file_baton_v1_common, 4);
+  messageDesc(file_baton_v1_common, 7);
 
 /**
  * Where the time of one sandbox creation went, as Dirigent's
@@ -357,7 +459,7 @@ export type SandboxLatencyBreakdown = Message<"baton.v1.SandboxLatencyBreakdown"
  * Use `create(SandboxLatencyBreakdownSchema)` to create a new message.
  */
 export const SandboxLatencyBreakdownSchema: GenMessage<SandboxLatencyBreakdown> = /*@__PURE__*/
-  messageDesc(file_baton_v1_common, 5);
+  messageDesc(file_baton_v1_common, 8);
 
 /**
  * @generated from message baton.v1.Ack
@@ -370,7 +472,7 @@ export type Ack = Message<"baton.v1.Ack"> & {
  * Use `create(AckSchema)` to create a new message.
  */
 export const AckSchema: GenMessage<Ack> = /*@__PURE__*/
-  messageDesc(file_baton_v1_common, 6);
+  messageDesc(file_baton_v1_common, 9);
 
 /**
  * @generated from enum baton.v1.SandboxState

@@ -6,7 +6,7 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { AckSchema } from "./common_pb.js";
+import type { AckSchema, StateSnapshotSchema } from "./common_pb.js";
 import { file_baton_v1_common } from "./common_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -14,7 +14,29 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file baton/v1/controlplane.proto.
  */
 export const file_baton_v1_controlplane: GenFile = /*@__PURE__*/
-  fileDesc("ChtiYXRvbi92MS9jb250cm9scGxhbmUucHJvdG8SCGJhdG9uLnYxIjEKCENhcGFjaXR5EhIKCmNwdV9taWxsaXMYASABKA0SEQoJbWVtb3J5X21iGAIgASgEIkEKBVVzYWdlEhIKCmNwdV9taWxsaXMYASABKA0SEQoJbWVtb3J5X21iGAIgASgEEhEKCXNhbmRib3hlcxgDIAEoDSJzChVSZWdpc3RlcldvcmtlclJlcXVlc3QSEQoJd29ya2VyX2lkGAEgASgJEg8KB2FkZHJlc3MYAiABKAkSJAoIY2FwYWNpdHkYAyABKAsyEi5iYXRvbi52MS5DYXBhY2l0eRIQCghydW50aW1lcxgEIAMoCSI3ChZSZWdpc3RlcldvcmtlclJlc3BvbnNlEh0KFWhlYXJ0YmVhdF9pbnRlcnZhbF9tcxgBIAEoDSJxChZXb3JrZXJIZWFydGJlYXRSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCRIkCghjYXBhY2l0eRgCIAEoCzISLmJhdG9uLnYxLkNhcGFjaXR5Eh4KBXVzYWdlGAMgASgLMg8uYmF0b24udjEuVXNhZ2UiKAoXV29ya2VySGVhcnRiZWF0UmVzcG9uc2USDQoFa25vd24YASABKAgibgoYUmVnaXN0ZXJEYXRhUGxhbmVSZXF1ZXN0EhUKDWRhdGFfcGxhbmVfaWQYASABKAkSDwoHYWRkcmVzcxgCIAEoCRIVCg1wcm94eV9hZGRyZXNzGAMgASgJEhMKC2luY2FybmF0aW9uGAQgASgEIjgKGVJlZ2lzdGVyRGF0YVBsYW5lUmVzcG9uc2USGwoTbWV0cmljc19pbnRlcnZhbF9tcxgBIAEoDSJgCgxGdW5jdGlvbkxvYWQSEAoIZnVuY3Rpb24YASABKAkSEQoJaW5fZmxpZ2h0GAIgASgNEg4KBnF1ZXVlZBgDIAEoDRIbChNhdmVyYWdlX2NvbmN1cnJlbmN5GAQgASgBImIKDkluRmxpZ2h0UmVwb3J0EhUKDWRhdGFfcGxhbmVfaWQYASABKAkSKQoJZnVuY3Rpb25zGAIgAygLMhYuYmF0b24udjEuRnVuY3Rpb25Mb2FkEg4KBnVyZ2VudBgDIAEoCCKNAQoOU2FuZGJveEZhaWx1cmUSEQoJd29ya2VyX2lkGAEgASgJEhIKCnNhbmRib3hfaWQYAiABKAkSEAoIZnVuY3Rpb24YAyABKAkSDgoGcmVhc29uGAQgASgJEg8KB21lc3NhZ2UYBSABKAkSEQoJZXhpdF9jb2RlGAYgASgFEg4KBnNpZ25hbBgHIAEoCTKcAwoTQ29udHJvbFBsYW5lU2VydmljZRJTCg5SZWdpc3RlcldvcmtlchIfLmJhdG9uLnYxLlJlZ2lzdGVyV29ya2VyUmVxdWVzdBogLmJhdG9uLnYxLlJlZ2lzdGVyV29ya2VyUmVzcG9uc2USVgoPV29ya2VySGVhcnRiZWF0EiAuYmF0b24udjEuV29ya2VySGVhcnRiZWF0UmVxdWVzdBohLmJhdG9uLnYxLldvcmtlckhlYXJ0YmVhdFJlc3BvbnNlElwKEVJlZ2lzdGVyRGF0YVBsYW5lEiIuYmF0b24udjEuUmVnaXN0ZXJEYXRhUGxhbmVSZXF1ZXN0GiMuYmF0b24udjEuUmVnaXN0ZXJEYXRhUGxhbmVSZXNwb25zZRI5Cg5SZXBvcnRJbkZsaWdodBIYLmJhdG9uLnYxLkluRmxpZ2h0UmVwb3J0Gg0uYmF0b24udjEuQWNrEj8KFFJlcG9ydFNhbmRib3hGYWlsdXJlEhguYmF0b24udjEuU2FuZGJveEZhaWx1cmUaDS5iYXRvbi52MS5BY2tiBnByb3RvMw", [file_baton_v1_common]);
+  fileDesc("ChtiYXRvbi92MS9jb250cm9scGxhbmUucHJvdG8SCGJhdG9uLnYxIjUKCUdhcFJlcG9ydBIVCg1kYXRhX3BsYW5lX2lkGAEgASgJEhEKCWZ1bmN0aW9ucxgCIAMoCSIxCghDYXBhY2l0eRISCgpjcHVfbWlsbGlzGAEgASgNEhEKCW1lbW9yeV9tYhgCIAEoBCJBCgVVc2FnZRISCgpjcHVfbWlsbGlzGAEgASgNEhEKCW1lbW9yeV9tYhgCIAEoBBIRCglzYW5kYm94ZXMYAyABKA0icwoVUmVnaXN0ZXJXb3JrZXJSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCRIPCgdhZGRyZXNzGAIgASgJEiQKCGNhcGFjaXR5GAMgASgLMhIuYmF0b24udjEuQ2FwYWNpdHkSEAoIcnVudGltZXMYBCADKAkiNwoWUmVnaXN0ZXJXb3JrZXJSZXNwb25zZRIdChVoZWFydGJlYXRfaW50ZXJ2YWxfbXMYASABKA0icQoWV29ya2VySGVhcnRiZWF0UmVxdWVzdBIRCgl3b3JrZXJfaWQYASABKAkSJAoIY2FwYWNpdHkYAiABKAsyEi5iYXRvbi52MS5DYXBhY2l0eRIeCgV1c2FnZRgDIAEoCzIPLmJhdG9uLnYxLlVzYWdlIigKF1dvcmtlckhlYXJ0YmVhdFJlc3BvbnNlEg0KBWtub3duGAEgASgIIm4KGFJlZ2lzdGVyRGF0YVBsYW5lUmVxdWVzdBIVCg1kYXRhX3BsYW5lX2lkGAEgASgJEg8KB2FkZHJlc3MYAiABKAkSFQoNcHJveHlfYWRkcmVzcxgDIAEoCRITCgtpbmNhcm5hdGlvbhgEIAEoBCI4ChlSZWdpc3RlckRhdGFQbGFuZVJlc3BvbnNlEhsKE21ldHJpY3NfaW50ZXJ2YWxfbXMYASABKA0iYAoMRnVuY3Rpb25Mb2FkEhAKCGZ1bmN0aW9uGAEgASgJEhEKCWluX2ZsaWdodBgCIAEoDRIOCgZxdWV1ZWQYAyABKA0SGwoTYXZlcmFnZV9jb25jdXJyZW5jeRgEIAEoASJiCg5JbkZsaWdodFJlcG9ydBIVCg1kYXRhX3BsYW5lX2lkGAEgASgJEikKCWZ1bmN0aW9ucxgCIAMoCzIWLmJhdG9uLnYxLkZ1bmN0aW9uTG9hZBIOCgZ1cmdlbnQYAyABKAgijQEKDlNhbmRib3hGYWlsdXJlEhEKCXdvcmtlcl9pZBgBIAEoCRISCgpzYW5kYm94X2lkGAIgASgJEhAKCGZ1bmN0aW9uGAMgASgJEg4KBnJlYXNvbhgEIAEoCRIPCgdtZXNzYWdlGAUgASgJEhEKCWV4aXRfY29kZRgGIAEoBRIOCgZzaWduYWwYByABKAky2AMKE0NvbnRyb2xQbGFuZVNlcnZpY2USUwoOUmVnaXN0ZXJXb3JrZXISHy5iYXRvbi52MS5SZWdpc3RlcldvcmtlclJlcXVlc3QaIC5iYXRvbi52MS5SZWdpc3RlcldvcmtlclJlc3BvbnNlElYKD1dvcmtlckhlYXJ0YmVhdBIgLmJhdG9uLnYxLldvcmtlckhlYXJ0YmVhdFJlcXVlc3QaIS5iYXRvbi52MS5Xb3JrZXJIZWFydGJlYXRSZXNwb25zZRJcChFSZWdpc3RlckRhdGFQbGFuZRIiLmJhdG9uLnYxLlJlZ2lzdGVyRGF0YVBsYW5lUmVxdWVzdBojLmJhdG9uLnYxLlJlZ2lzdGVyRGF0YVBsYW5lUmVzcG9uc2USOQoOUmVwb3J0SW5GbGlnaHQSGC5iYXRvbi52MS5JbkZsaWdodFJlcG9ydBoNLmJhdG9uLnYxLkFjaxI/ChRSZXBvcnRTYW5kYm94RmFpbHVyZRIYLmJhdG9uLnYxLlNhbmRib3hGYWlsdXJlGg0uYmF0b24udjEuQWNrEjoKClJlcG9ydEdhcHMSEy5iYXRvbi52MS5HYXBSZXBvcnQaFy5iYXRvbi52MS5TdGF0ZVNuYXBzaG90YgZwcm90bzM", [file_baton_v1_common]);
+
+/**
+ * @generated from message baton.v1.GapReport
+ */
+export type GapReport = Message<"baton.v1.GapReport"> & {
+  /**
+   * @generated from field: string data_plane_id = 1;
+   */
+  dataPlaneId: string;
+
+  /**
+   * @generated from field: repeated string functions = 2;
+   */
+  functions: string[];
+};
+
+/**
+ * Describes the message baton.v1.GapReport.
+ * Use `create(GapReportSchema)` to create a new message.
+ */
+export const GapReportSchema: GenMessage<GapReport> = /*@__PURE__*/
+  messageDesc(file_baton_v1_controlplane, 0);
 
 /**
  * @generated from message baton.v1.Capacity
@@ -36,7 +58,7 @@ export type Capacity = Message<"baton.v1.Capacity"> & {
  * Use `create(CapacitySchema)` to create a new message.
  */
 export const CapacitySchema: GenMessage<Capacity> = /*@__PURE__*/
-  messageDesc(file_baton_v1_controlplane, 0);
+  messageDesc(file_baton_v1_controlplane, 1);
 
 /**
  * @generated from message baton.v1.Usage
@@ -65,7 +87,7 @@ export type Usage = Message<"baton.v1.Usage"> & {
  * Use `create(UsageSchema)` to create a new message.
  */
 export const UsageSchema: GenMessage<Usage> = /*@__PURE__*/
-  messageDesc(file_baton_v1_controlplane, 1);
+  messageDesc(file_baton_v1_controlplane, 2);
 
 /**
  * @generated from message baton.v1.RegisterWorkerRequest
@@ -99,7 +121,7 @@ export type RegisterWorkerRequest = Message<"baton.v1.RegisterWorkerRequest"> & 
  * Use `create(RegisterWorkerRequestSchema)` to create a new message.
  */
 export const RegisterWorkerRequestSchema: GenMessage<RegisterWorkerRequest> = /*@__PURE__*/
-  messageDesc(file_baton_v1_controlplane, 2);
+  messageDesc(file_baton_v1_controlplane, 3);
 
 /**
  * @generated from message baton.v1.RegisterWorkerResponse
@@ -116,7 +138,7 @@ export type RegisterWorkerResponse = Message<"baton.v1.RegisterWorkerResponse"> 
  * Use `create(RegisterWorkerResponseSchema)` to create a new message.
  */
 export const RegisterWorkerResponseSchema: GenMessage<RegisterWorkerResponse> = /*@__PURE__*/
-  messageDesc(file_baton_v1_controlplane, 3);
+  messageDesc(file_baton_v1_controlplane, 4);
 
 /**
  * @generated from message baton.v1.WorkerHeartbeatRequest
@@ -143,7 +165,7 @@ export type WorkerHeartbeatRequest = Message<"baton.v1.WorkerHeartbeatRequest"> 
  * Use `create(WorkerHeartbeatRequestSchema)` to create a new message.
  */
 export const WorkerHeartbeatRequestSchema: GenMessage<WorkerHeartbeatRequest> = /*@__PURE__*/
-  messageDesc(file_baton_v1_controlplane, 4);
+  messageDesc(file_baton_v1_controlplane, 5);
 
 /**
  * @generated from message baton.v1.WorkerHeartbeatResponse
@@ -163,7 +185,7 @@ export type WorkerHeartbeatResponse = Message<"baton.v1.WorkerHeartbeatResponse"
  * Use `create(WorkerHeartbeatResponseSchema)` to create a new message.
  */
 export const WorkerHeartbeatResponseSchema: GenMessage<WorkerHeartbeatResponse> = /*@__PURE__*/
-  messageDesc(file_baton_v1_controlplane, 5);
+  messageDesc(file_baton_v1_controlplane, 6);
 
 /**
  * @generated from message baton.v1.RegisterDataPlaneRequest
@@ -202,7 +224,7 @@ export type RegisterDataPlaneRequest = Message<"baton.v1.RegisterDataPlaneReques
  * Use `create(RegisterDataPlaneRequestSchema)` to create a new message.
  */
 export const RegisterDataPlaneRequestSchema: GenMessage<RegisterDataPlaneRequest> = /*@__PURE__*/
-  messageDesc(file_baton_v1_controlplane, 6);
+  messageDesc(file_baton_v1_controlplane, 7);
 
 /**
  * @generated from message baton.v1.RegisterDataPlaneResponse
@@ -219,7 +241,7 @@ export type RegisterDataPlaneResponse = Message<"baton.v1.RegisterDataPlaneRespo
  * Use `create(RegisterDataPlaneResponseSchema)` to create a new message.
  */
 export const RegisterDataPlaneResponseSchema: GenMessage<RegisterDataPlaneResponse> = /*@__PURE__*/
-  messageDesc(file_baton_v1_controlplane, 7);
+  messageDesc(file_baton_v1_controlplane, 8);
 
 /**
  * @generated from message baton.v1.FunctionLoad
@@ -259,7 +281,7 @@ export type FunctionLoad = Message<"baton.v1.FunctionLoad"> & {
  * Use `create(FunctionLoadSchema)` to create a new message.
  */
 export const FunctionLoadSchema: GenMessage<FunctionLoad> = /*@__PURE__*/
-  messageDesc(file_baton_v1_controlplane, 8);
+  messageDesc(file_baton_v1_controlplane, 9);
 
 /**
  * @generated from message baton.v1.InFlightReport
@@ -289,7 +311,7 @@ export type InFlightReport = Message<"baton.v1.InFlightReport"> & {
  * Use `create(InFlightReportSchema)` to create a new message.
  */
 export const InFlightReportSchema: GenMessage<InFlightReport> = /*@__PURE__*/
-  messageDesc(file_baton_v1_controlplane, 9);
+  messageDesc(file_baton_v1_controlplane, 10);
 
 /**
  * @generated from message baton.v1.SandboxFailure
@@ -338,7 +360,7 @@ export type SandboxFailure = Message<"baton.v1.SandboxFailure"> & {
  * Use `create(SandboxFailureSchema)` to create a new message.
  */
 export const SandboxFailureSchema: GenMessage<SandboxFailure> = /*@__PURE__*/
-  messageDesc(file_baton_v1_controlplane, 10);
+  messageDesc(file_baton_v1_controlplane, 11);
 
 /**
  * @generated from service baton.v1.ControlPlaneService
@@ -364,8 +386,9 @@ export const ControlPlaneService: GenService<{
     output: typeof WorkerHeartbeatResponseSchema;
   },
   /**
-   * A data plane announces itself; the answer is followed by a full push of
-   * every function and endpoint, so a restarted data plane re-syncs.
+   * A data plane announces itself; the answer is followed by a full,
+   * epoch-stamped snapshot (DataPlaneService.SyncState) when it is new, has
+   * restarted, or missed a delta, so a restarted data plane re-syncs.
    *
    * @generated from rpc baton.v1.ControlPlaneService.RegisterDataPlane
    */
@@ -393,6 +416,18 @@ export const ControlPlaneService: GenService<{
     methodKind: "unary";
     input: typeof SandboxFailureSchema;
     output: typeof AckSchema;
+  },
+  /**
+   * A data plane missed a change of these functions (an epoch it saw
+   * referenced never arrived, or a delta named a function it does not hold):
+   * the answer is their full state.
+   *
+   * @generated from rpc baton.v1.ControlPlaneService.ReportGaps
+   */
+  reportGaps: {
+    methodKind: "unary";
+    input: typeof GapReportSchema;
+    output: typeof StateSnapshotSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_baton_v1_controlplane, 0);
