@@ -299,6 +299,7 @@ export class Actuator {
     const change = this.stamp(fn);
     await this.broadcast('add endpoint', (dp) =>
       dp.client.addEndpoints({ function: spec.name, endpoints: [this.endpointOf(spec.name, record)], change }),
+      fn.spec.name,
     );
     this.traceCreation(fn, worker, record, { placementUs, createRpcUs, latency, propagationUs: usSince(propagating) });
     this.reconcile(fn);
@@ -370,6 +371,7 @@ export class Actuator {
         { function: fn.spec.name, sandboxIds: [record.id], drain: true, drainTimeoutMs, change },
         { timeoutMs: drainTimeoutMs + 5000 },
       ),
+      fn.spec.name,
     );
     const worker = this.membership.workers.get(record.workerId);
     const current = fn.sandboxes.get(record.id);
@@ -453,6 +455,7 @@ export class Actuator {
     const change = this.stamp(fn);
     await this.broadcast('add endpoint', (dp) =>
       dp.client.addEndpoints({ function: fn.spec.name, endpoints: [this.endpointOf(fn.spec.name, record)], change }),
+      fn.spec.name,
     );
   }
 
@@ -463,7 +466,7 @@ export class Actuator {
       if (record) this.untrack(fn, record);
     }
     const change = this.stamp(fn);
-    void this.broadcast('remove endpoints', (dp) => dp.client.removeEndpoints({ function: fn.spec.name, sandboxIds: ids, drain: false, change }));
+    void this.broadcast('remove endpoints', (dp) => dp.client.removeEndpoints({ function: fn.spec.name, sandboxIds: ids, drain: false, change }), fn.spec.name);
   }
 
   private backoffMs(failures: number): number {
@@ -530,6 +533,27 @@ export class Actuator {
     });
   }
 
+  /**
+   * While set, nothing is sent to data planes. A control plane that restarted sets it for
+   * its recovery window: until the workers are back, its view holds fewer sandboxes than
+   * the data planes route to, and a snapshot of it would take warm endpoints away.
+   */
+  holdingUpdates = false;
+  /** The functions the hold covers: those loaded at the restart. Functions registered since pass. */
+  readonly heldFunctions = new Set<string>();
+
+  /** Ends the hold: every data plane gets the whole state as one snapshot. */
+  releaseUpdates(functions: Iterable<FunctionState>): void {
+    if (!this.holdingUpdates) return;
+    this.holdingUpdates = false;
+    this.heldFunctions.clear();
+    const all = [...functions];
+    for (const dp of this.membership.dataPlanes.values()) {
+      dp.needsSync = false;
+      void this.pushAll(dp, all);
+    }
+  }
+
   /** Every function's full state; the data plane removes any function it holds that is not in it. */
   fullSnapshot(functions: Iterable<FunctionState>): StateSnapshot {
     const snapshots = [...functions].filter((fn) => !fn.deleted).map((fn) => this.snapshotOf(fn.spec.name, fn));
@@ -541,6 +565,15 @@ export class Actuator {
    * deltas sent before it that arrive after it are ignored, later ones apply.
    */
   async pushAll(dp: DataPlaneMember, functions: Iterable<FunctionState>): Promise<void> {
+    if (this.holdingUpdates) {
+      // The held functions wait for the end of the hold; those registered since go now.
+      dp.needsSync = true;
+      const fresh = [...functions].filter((fn) => !fn.deleted && !this.heldFunctions.has(fn.spec.name));
+      if (fresh.length === 0) return;
+      const partial = create(StateSnapshotSchema, { functions: fresh.map((fn) => this.snapshotOf(fn.spec.name, fn)), complete: false, epoch: this.nextEpoch() });
+      await dp.client.syncState(partial).catch((err: unknown) => this.log.warn({ dataPlane: dp.id, err: fromRpcError(err, dp.id).message }, 'state push failed'));
+      return;
+    }
     const snapshot = this.fullSnapshot(functions);
     try {
       await dp.client.syncState(snapshot);
@@ -555,8 +588,14 @@ export class Actuator {
    * thrown, and the data plane gets the full state on its next registration
    * heartbeat, as it may have missed the change.
    */
-  async broadcast(what: string, call: (dp: DataPlaneMember) => Promise<unknown>): Promise<void> {
+  async broadcast(what: string, call: (dp: DataPlaneMember) => Promise<unknown>, fnName?: string): Promise<void> {
     const dps = [...this.membership.dataPlanes.values()];
+    if (this.holdingUpdates && (fnName === undefined || this.heldFunctions.has(fnName))) {
+      // Recovering after a restart: the data planes keep what they have; each gets the
+      // whole state in one snapshot when the hold ends (releaseUpdates).
+      for (const dp of dps) dp.needsSync = true;
+      return;
+    }
     const results = await Promise.allSettled(dps.map(call));
     results.forEach((r, i) => {
       if (r.status === 'rejected') {

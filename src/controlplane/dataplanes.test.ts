@@ -77,7 +77,7 @@ after(async () => {
 });
 
 async function startControlPlane(): Promise<ControlPlane> {
-  const cp = await ControlPlane.create(compileConfig(controlPlaneSchema, { apiPort: 0, dataDir: dir, logLevel: 'silent' }), { log: silentLogger() });
+  const cp = await ControlPlane.create(compileConfig(controlPlaneSchema, { apiPort: 0, dataDir: dir, logLevel: 'silent', recoveryWindowMs: 0 }), { log: silentLogger() });
   return cp;
 }
 

@@ -178,13 +178,17 @@ export class ControlPlane implements AdminBackend {
     for (const f of await this.store.listFunctions()) {
       this.functions.set(f.spec.name, newFunctionState(f.spec, f.revision, f.createdAtMs, f.updatedAtMs, this.kpaOptions));
     }
-    if (this.functions.size > 0) {
+    const windowMs = this.config.recoveryWindowMs ?? 2 * this.config.workerHeartbeatIntervalMs + WORKER_REGISTER_BACKOFF_CAP_MS;
+    if (this.functions.size > 0 && windowMs > 0) {
       // A restart: workers may still run sandboxes of these functions. They re-register
       // within a heartbeat or two and are taken back (resyncWorker); creating for minScale
       // before then would run every such sandbox twice.
       // Workers retry registering with a back-off capped at 1 s (worker/membership.ts).
-      const windowMs = this.config.recoveryWindowMs ?? 2 * this.config.workerHeartbeatIntervalMs + WORKER_REGISTER_BACKOFF_CAP_MS;
       this.recoveringUntilMs = Date.now() + windowMs;
+      // The data planes may route to these functions' sandboxes already: leave them be
+      // until the workers are back (functions registered meanwhile are sent at once).
+      this.actuator.holdingUpdates = true;
+      for (const name of this.functions.keys()) this.actuator.heldFunctions.add(name);
       this.log.info({ functions: this.functions.size, recoveryWindowMs: windowMs }, 'registrations found: waiting for workers before scaling');
     }
   }
@@ -339,6 +343,9 @@ export class ControlPlane implements AdminBackend {
         return create(AckSchema);
       },
       reportGaps: (req) => {
+        this.requireRunning();
+        // Recovering: nothing is sent yet, and what we hold is not yet the whole truth.
+        if (this.actuator.holdingUpdates) return create(StateSnapshotSchema, { functions: [], complete: false, epoch: this.actuator.nextEpoch() });
         // The data plane missed a change of these functions: their full state now.
         this.log.info({ dataPlane: req.dataPlaneId, functions: req.functions }, 'data plane reported a gap: sending the functions\' state');
         const snapshots = req.functions.map((name) => this.actuator.snapshotOf(name, this.functions.get(name)));
@@ -449,6 +456,10 @@ export class ControlPlane implements AdminBackend {
   private tick(): void {
     if (!this.leading) return;
     const now = Date.now();
+    if (this.actuator.holdingUpdates && now >= this.recoveringUntilMs) {
+      this.log.info('recovery window over: sending every data plane the whole state');
+      this.actuator.releaseUpdates(this.functions.values());
+    }
     for (const worker of this.membership.expireWorkers(now, this.config.workerHeartbeatTimeoutMs)) {
       this.forgetLostWorker(worker, `worker lost: no heartbeat within ${this.config.workerHeartbeatTimeoutMs} ms (workerHeartbeatTimeoutMs)`);
     }
@@ -484,7 +495,7 @@ export class ControlPlane implements AdminBackend {
     this.functions.set(spec.name, fn);
     this.log.info({ function: spec.name }, 'function registered');
     const change = this.actuator.stamp(fn);
-    await this.actuator.broadcast('add function', (dp) => dp.client.addFunction({ function: toFunctionSpecMessage(spec, 1n), change }));
+    await this.actuator.broadcast('add function', (dp) => dp.client.addFunction({ function: toFunctionSpecMessage(spec, 1n), change }), spec.name);
     this.scale(fn, now, false);
     return describeFunction(fn, now, this.staleLoadMs);
   }
@@ -514,6 +525,7 @@ export class ControlPlane implements AdminBackend {
     const change = this.actuator.stamp(fn);
     await this.actuator.broadcast('update function', (dp) =>
       dp.client.addFunction({ function: toFunctionSpecMessage(spec, BigInt(revision)), change }),
+      spec.name,
     );
     this.scale(fn, now, false);
     return describeFunction(fn, now, this.staleLoadMs);
@@ -532,7 +544,7 @@ export class ControlPlane implements AdminBackend {
       // Drain first, so in-flight requests finish; then remove the function, which fails queued requests with 404.
       await Promise.all([...fn.sandboxes.values()].filter((s) => s.phase === 'ready').map((s) => this.actuator.drainAndDelete(fn, s)));
       const change = this.actuator.stamp(fn);
-      await this.actuator.broadcast('remove function', (dp) => dp.client.removeFunction({ name, change }));
+      await this.actuator.broadcast('remove function', (dp) => dp.client.removeFunction({ name, change }), name);
       // Sandboxes still starting are deleted by the actuator when their create returns.
       const deadline = Date.now() + this.config.sandboxCreateTimeoutMs;
       while (fn.sandboxes.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
