@@ -492,7 +492,7 @@ export class Actuator {
       await only.client.rejectQueued(req).catch((err: unknown) => this.log.warn({ err: String(err) }, 'reject queued failed'));
       return;
     }
-    await this.broadcast('reject queued', (dp) => dp.client.rejectQueued(req));
+    await this.broadcast('reject queued', (dp) => dp.client.rejectQueued(req), fn.spec.name);
   }
 
   endpointOf(functionName: string, s: SandboxRecord) {
