@@ -91,9 +91,21 @@ export function parseCsvLine(text: string, file: string, line: number): string[]
   }
 }
 
-/** The lines of a file, streamed; `\r\n` endings and a missing final newline are fine. */
-export function fileLines(path: string): AsyncIterable<string> {
-  return createInterface({ input: createReadStream(path, { encoding: 'utf8' }), crlfDelay: Infinity });
+/**
+ * The lines of a file, streamed; `\r\n` endings and a missing final newline are
+ * fine. The file is opened only when iteration starts: a readline interface
+ * made earlier emits lines nobody listens to yet, and they are lost.
+ */
+export async function* fileLines(path: string): AsyncGenerator<string, void, undefined> {
+  const input = createReadStream(path, { encoding: 'utf8' });
+  const lines = createInterface({ input, crlfDelay: Infinity });
+  try {
+    yield* lines;
+  } finally {
+    // A reader that stops early (a malformed row) must not leave the file open.
+    lines.close();
+    input.destroy();
+  }
 }
 
 /**
