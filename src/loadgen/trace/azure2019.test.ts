@@ -153,6 +153,8 @@ test('every malformed input names the file, the line and the column', async () =
     `durations.csv:1: missing column "percentile_Average_99" (header: ${DURATIONS_HEADER.replace(',percentile_Average_99', '')})`,
   );
 
+  await rejectsWith(small({ memory: [MEMORY_HEADER.replace(',AverageAllocatedMb_pct5', '')] }), `memory.csv:1: missing column "AverageAllocatedMb_pct5" (header: ${MEMORY_HEADER.replace(',AverageAllocatedMb_pct5', '')})`);
+
   const mem = (row: string) => small({ memory: [MEMORY_HEADER, row, 'o2,a2,f2,10,50,40,41,42,50,55,60,61,62'] });
   await rejectsWith(mem('o1,a1,f1,10,120,100,102,114,123,127,136,143,NaN'), 'memory.csv:2: column "AverageAllocatedMb_pct100": "NaN" is not a number');
   await rejectsWith(mem('o1,a1,f1,10,120,100,102,114,123,127,136,143,1e999'), 'memory.csv:2: column "AverageAllocatedMb_pct100": "1e999" is not a number');

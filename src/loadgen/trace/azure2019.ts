@@ -33,7 +33,6 @@ import {
   fileLines,
   numberField,
   readCsv,
-  readCsvFile,
   textField,
   traceError,
 } from './csv.js';
@@ -181,28 +180,35 @@ async function readPercentileFile(
 ): Promise<Map<string, PercentileTable>> {
   const table = new Map<string, PercentileTable>();
   const firstLine = new Map<string, number>();
+  let header: CsvHeader | undefined;
   let columns: { key: number; keyName: string; points: { q: number; column: number }[] } | undefined;
-  await readCsvFile(lines, file, (header, row) => {
-    if (columns === undefined) {
-      const keyName = typeof key === 'string' ? key : key(header);
-      columns = { key: header.require(keyName), keyName, points: points.map((p) => ({ q: p.q, column: header.require(p.column) })) };
+  for await (const item of readCsv(lines, file)) {
+    if (item instanceof CsvHeader) {
+      // Checked on the header itself, so a file with a missing column fails even without rows.
+      header = item;
+      const keyName = typeof key === 'string' ? key : key(item);
+      columns = { key: item.require(keyName), keyName, points: points.map((p) => ({ q: p.q, column: item.require(p.column) })) };
+      continue;
     }
-    const id = textField(header, row, columns.key);
+    if (header === undefined || columns === undefined) continue;
+    const h = header;
+    const row = item;
+    const id = textField(h, row, columns.key);
     const earlier = firstLine.get(id);
     if (earlier !== undefined) throw traceError(file, row.line, `column "${columns.keyName}": ${id} already appears on line ${earlier}`);
     firstLine.set(id, row.line);
     let previous = -Infinity;
     const percentiles = columns.points.map(({ q, column }) => {
-      const value = numberField(header, row, column, 'a number');
-      if (value < 0) throw traceError(file, row.line, `column "${header.names[column] ?? column}": "${row.fields[column] ?? ''}" is negative`);
+      const value = numberField(h, row, column, 'a number');
+      if (value < 0) throw traceError(file, row.line, `column "${h.names[column] ?? column}": "${row.fields[column] ?? ''}" is negative`);
       if (value < previous) {
-        throw traceError(file, row.line, `column "${header.names[column] ?? column}": ${value} is below the previous percentile ${previous}`);
+        throw traceError(file, row.line, `column "${h.names[column] ?? column}": ${value} is below the previous percentile ${previous}`);
       }
       previous = value;
       return { q, value };
     });
     table.set(id, percentiles);
-  });
+  }
   return table;
 }
 

@@ -8,7 +8,6 @@
 // `<file>:<line>:` so a user can open the file at the right place.
 
 import { createReadStream } from 'node:fs';
-import { basename } from 'node:path';
 import { createInterface } from 'node:readline';
 import { BatonError } from '../../shared/errors.js';
 
@@ -135,25 +134,6 @@ export async function* readCsv(
     yield { line, fields };
   }
   if (header === undefined) throw traceError(file, 1, 'the file is empty (no header)');
-}
-
-/** A CSV read to the end: its header and rows. Convenient where the file is small (durations, memory). */
-export async function readCsvFile(
-  lines: AsyncIterable<string> | Iterable<string>,
-  file: string,
-  onRow: (header: CsvHeader, row: CsvRow) => void,
-): Promise<CsvHeader> {
-  let header: CsvHeader | undefined;
-  for await (const item of readCsv(lines, file)) {
-    if (item instanceof CsvHeader) header = item;
-    else if (header !== undefined) onRow(header, item);
-  }
-  if (header === undefined) throw traceError(file, 1, 'the file is empty (no header)');
-  return header;
-}
-
-export function displayName(path: string): string {
-  return basename(path);
 }
 
 /** A field that must be a finite number. */
