@@ -33,6 +33,7 @@ export const ERROR_CODES = {
   UNAVAILABLE: { status: 503, summary: 'The component is starting, draining or stopped.' },
   PEER_UNAVAILABLE: { status: 503, summary: 'A peer component (worker, data plane, control plane) could not be reached.' },
   NOT_LEADER: { status: 503, summary: 'This control-plane replica is a follower: calls go to the leader (admin calls are redirected to it when it is known).' },
+  TRACE_INVALID: { status: 400, summary: 'A workload trace file is malformed; the message names the file, the line and the column.' },
   CONFIG_INVALID: { status: 400, summary: 'A configuration file or flag breaks a rule; the message names the key.' },
   STORE_UNAVAILABLE: { status: 503, summary: 'The cluster store (Redis) cannot be reached; writes fail until it is back, and the control plane reconnects by itself.' },
   STORE_ERROR: { status: 500, summary: 'The cluster store failed to read or write.' },

@@ -1,0 +1,16 @@
+// The load generator: trace readers and the scheduler that turns a trace into
+// timed invocations. The CLI (`baton loadgen trace`) and the open-loop sender
+// build on these; see docs/loadgen.md.
+
+export { readAzure2019, readAzure2019Folder, type Azure2019Sources } from './trace/azure2019.js';
+export { readAzure2021, readAzure2021File } from './trace/azure2021.js';
+export type { DroppedFunction, PercentilePoint, PercentileTable, Trace, TraceFunction } from './trace/trace.js';
+export {
+  buildSchedule,
+  IAT_DISTRIBUTIONS,
+  SCHEDULE_DEFAULTS,
+  type IatDistribution,
+  type Schedule,
+  type ScheduledInvocation,
+  type ScheduleOptions,
+} from './schedule.js';
