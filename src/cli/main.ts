@@ -14,6 +14,9 @@ import { BatonError, toBatonError } from '../shared/errors.js';
 import { createLogger } from '../shared/logging.js';
 import { LOAD_BALANCING_POLICIES } from '../shared/spec.js';
 import { EMULATED_NODE_CAPACITY, emulatedWorkerConfigs, startEmulatedWorkers, stopWorkers, Worker } from '../worker/index.js';
+import { buildSchedule, IAT_DISTRIBUTIONS, readAzure2019Folder, readAzure2021File, type IatDistribution } from '../loadgen/index.js';
+import { runTrace, TRACE_RUNTIMES, type TraceRuntime } from '../loadgen/runner.js';
+import { formatSummary } from '../loadgen/summary.js';
 import { AdminClient } from './client.js';
 import { runUp } from './up.js';
 
@@ -27,6 +30,19 @@ function nonNegative(value: string): number {
   const n = Number(value);
   if (value.trim() === '' || !Number.isFinite(n) || n < 0) throw new InvalidArgumentError('must be a non-negative number');
   return n;
+}
+
+function positive(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('must be a number above 0');
+  return n;
+}
+
+/** FROM-TO, trace minutes, 0-based, TO excluded. */
+function minuteRange(value: string): { from: number; to: number } {
+  const m = /^(\d+)-(\d+)$/.exec(value.trim());
+  if (!m) throw new InvalidArgumentError('expected FROM-TO, e.g. 0-30');
+  return { from: Number(m[1]), to: Number(m[2]) };
 }
 
 function collect(value: string, previous: string[] = []): string[] {
@@ -422,6 +438,52 @@ export function buildProgram(): Command {
           ];
         }),
       ]);
+    });
+
+  const loadgen = program.command('loadgen').description('load generation: replay traces against a cluster (see docs/loadgen.md)');
+  loadgen
+    .command('trace')
+    .description('replay an Azure Functions trace open-loop: deploy trace-<i> functions, send each invocation on schedule, write a CSV and a summary')
+    .requiredOption('--trace <path>', 'the trace: a folder (azure2019) or a CSV file (azure2021)')
+    .addOption(new Option('--format <format>', 'trace format').choices(['azure2019', 'azure2021']).default('azure2019'))
+    .option('--dataplane <url>', 'data plane to send through (env BATON_DATAPLANE; default: the first the control plane lists)')
+    .option('--seed <n>', 'seed of the schedule', int, 42)
+    .option('--sample <n>', 'replay N functions chosen by the seed (default all)', int)
+    .option('--minutes <from-to>', 'trace minutes to replay, 0-based, TO excluded (default the whole trace)', minuteRange)
+    .addOption(new Option('--iat <rule>', 'inter-arrival times within a minute').choices([...IAT_DISTRIBUTIONS]).default('exponential'))
+    .option('--warmup-minutes <n>', 'first minutes of the window, replayed but left out of the summary', int, 0)
+    .addOption(new Option('--runtime <runtime>', 'runtime of the deployed functions').choices([...TRACE_RUNTIMES]).default('emulated'))
+    .option('--time-scale <x>', 'multiply every time and duration by x (test and debugging aid; 0.01 = 100× faster)', positive, 1)
+    .option('--out <dir>', 'where to write invocations.csv and summary.json', 'loadgen-results')
+    .option('--keep', 'keep the deployed functions afterwards')
+    .action(async (o: Record<string, unknown>, cmd: Command) => {
+      const g = cmd.optsWithGlobals<{ api?: string; token?: string }>();
+      const path = o.trace as string;
+      const trace = o.format === 'azure2021' ? await readAzure2021File(path) : await readAzure2019Folder(path);
+      const schedule = buildSchedule(trace, {
+        seed: o.seed as number,
+        iat: o.iat as IatDistribution,
+        ...(o.sample === undefined ? {} : { sampleFunctions: o.sample as number }),
+        ...(o.minutes === undefined ? {} : { minutes: o.minutes as { from: number; to: number } }),
+        warmupMinutes: o.warmupMinutes as number,
+      });
+      const timeScale = o.timeScale as number;
+      process.stderr.write(
+        `replaying ${schedule.invocations.length} invocations of ${schedule.functions.length} functions over ` +
+          `${((schedule.durationMs * timeScale) / 1000).toFixed(1)} s (${schedule.warmupMs / 60_000} warm-up minutes)\n`,
+      );
+      const api = new AdminClient({ api: g.api, token: g.token });
+      const result = await runTrace(schedule, {
+        api: api.api,
+        token: g.token,
+        dataPlane: (o.dataplane as string | undefined) ?? process.env.BATON_DATAPLANE,
+        runtime: o.runtime as TraceRuntime,
+        timeScale,
+        keep: o.keep === true,
+        outDir: o.out as string,
+      });
+      process.stdout.write(formatSummary(result.summary));
+      process.stdout.write(`\nwrote ${result.csvPath ?? '-'} and ${result.summaryPath ?? '-'}\n`);
     });
 
   return program;
