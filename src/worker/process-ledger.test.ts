@@ -103,3 +103,30 @@ test('forget removes the record', async () => {
   await ledger.forget(pid);
   assert.deepEqual(readdirSync(join(dir, 'processes')), []);
 });
+
+test('a worker killed during a spawn leaves an intent; the sweep finds the child by its BATON_SANDBOX_ID', async () => {
+  const dir = tempDir();
+  const sandboxId = `sb-intent-${process.pid}-${Date.now()}`;
+  const child = spawn('sleep', ['30'], { detached: true, stdio: 'ignore', env: { PATH: process.env.PATH ?? '/usr/bin:/bin', BATON_SANDBOX_ID: sandboxId } });
+  child.unref();
+  const pid = child.pid as number;
+  pids.push(pid);
+  // The intent of a worker that is gone (no such pid), and no pid record: the spawn was cut short.
+  const processes = join(dir, 'processes');
+  spawnSync('mkdir', ['-p', processes]);
+  writeFileSync(
+    join(processes, `intent-${sandboxId}.json`),
+    JSON.stringify({ sandboxId, runtime: 'process', workerId: 'worker-dead', workerPid: 2 ** 22 + 7, workerStartTime: '1' }),
+  );
+  const swept = await new ProcessLedger(dir, 'worker-new', log).sweep();
+  assert.deepEqual(swept.map((s) => [s.pid, s.sandboxId, s.outcome]), [[pid, sandboxId, 'killed']]);
+  assert.throws(() => process.kill(pid, 0), 'the child is gone');
+  assert.deepEqual(readdirSync(processes), [], 'the intent is removed');
+
+  // A live worker's intent (this process) is left alone, as are its children.
+  const mine = new ProcessLedger(dir, 'worker-live', log);
+  mine.intend('sb-mine', 'process');
+  assert.deepEqual(await new ProcessLedger(dir, 'worker-other', log).sweep(), []);
+  mine.settle('sb-mine');
+  assert.deepEqual(readdirSync(processes), []);
+});

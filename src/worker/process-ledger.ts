@@ -20,7 +20,7 @@
 // The sweep kills; it does not re-adopt. A re-adopted sandbox would need its
 // port, spec and revision back and its exit watched without being its parent;
 // killing is simpler, and the control plane replaces what it needs.
-import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../shared/logging.js';
@@ -88,6 +88,33 @@ export class ProcessLedger {
     }
   }
 
+  /**
+   * Before a spawn: the sandbox id its environment will carry (BATON_SANDBOX_ID). A worker
+   * killed during the spawn, before record() could run, leaves this behind instead of
+   * nothing, and the sweep finds the process by its environment. Synchronous.
+   */
+  intend(sandboxId: string, runtime: string): void {
+    if (!/^[A-Za-z0-9._-]+$/.test(sandboxId)) return;
+    try {
+      mkdirSync(this.dir, { recursive: true });
+      writeFileSync(
+        join(this.dir, `intent-${sandboxId}.json`),
+        JSON.stringify({ sandboxId, runtime, workerId: this.workerId, workerPid: process.pid, workerStartTime: this.workerStartTime }),
+      );
+    } catch (err) {
+      this.log.warn({ err, sandboxId }, 'cannot record a sandbox about to start; a restart could not clean it up');
+    }
+  }
+
+  /** After the spawn, recorded or failed: the intent is no longer needed. */
+  settle(sandboxId: string): void {
+    try {
+      unlinkSync(join(this.dir, `intent-${sandboxId}.json`));
+    } catch {
+      /* never written, or already gone */
+    }
+  }
+
   /** Forgets a process group that is gone. Never rejects. */
   async forget(pid: number): Promise<void> {
     if (pid <= 0) return;
@@ -110,6 +137,10 @@ export class ProcessLedger {
     for (const name of names) {
       if (!name.endsWith('.json')) continue;
       const path = join(this.dir, name);
+      if (name.startsWith('intent-')) {
+        swept.push(...(await sweepIntent(path)));
+        continue;
+      }
       let record: LedgerRecord;
       try {
         record = JSON.parse(await readFile(path, 'utf8')) as LedgerRecord;
@@ -133,6 +164,43 @@ export class ProcessLedger {
     }
     return swept;
   }
+}
+
+/** An intent left by a worker that died during a spawn: kill whatever carries its sandbox id. */
+async function sweepIntent(path: string): Promise<SweptProcess[]> {
+  let intent: { sandboxId: string; runtime: string; workerId: string; workerPid: number; workerStartTime: string };
+  try {
+    intent = JSON.parse(await readFile(path, 'utf8')) as typeof intent;
+  } catch {
+    await unlink(path).catch(() => undefined);
+    return [];
+  }
+  if (isAlive(intent.workerPid, intent.workerStartTime)) return [];
+  const marker = `BATON_SANDBOX_ID=${intent.sandboxId}`;
+  const swept: SweptProcess[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let environ: string;
+    try {
+      environ = readFileSync(`/proc/${entry}/environ`, 'utf8');
+    } catch {
+      continue;
+    }
+    if (!environ.split('\0').includes(marker)) continue;
+    const pid = Number(entry);
+    // A sandbox leads its own group (detached), so its children go with it.
+    if (!signalGroup(pid, 'SIGKILL')) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        continue;
+      }
+    }
+    await waitGroupGone(pid, () => true, SWEEP_KILL_WAIT_MS);
+    swept.push({ pid, runtime: intent.runtime, sandboxId: intent.sandboxId, workerId: intent.workerId, outcome: 'killed' });
+  }
+  await unlink(path).catch(() => undefined);
+  return swept;
 }
 
 function isAlive(pid: number, startTime: string): boolean {

@@ -34,6 +34,14 @@ function freePort(): Promise<number> {
   });
 }
 
+function readdirSafe(path: string): string[] {
+  try {
+    return readdirSync(path);
+  } catch {
+    return [];
+  }
+}
+
 /** Pids of live processes whose command line holds `marker`. */
 function processesWith(marker: string): number[] {
   const pids: number[] = [];
@@ -216,7 +224,11 @@ test(`chaos: seed ${SEED}, ${STEPS} kills under load; registrations kept, scale 
     await exited;
   }
   const leftover = await waitFor('every process of the run to be gone', () => (processesWith(dir).length === 0 ? true : undefined), 10_000).catch(() =>
-    processesWith(dir).map((pid) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ')),
+    processesWith(dir).map((pid) => {
+      const envVars = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').filter((v) => v.startsWith('BATON_') || v.startsWith('PORT='));
+      const ledgers = workers.map((w, i) => `w${i}: ${readdirSafe(join(dir, `w${i}`, 'processes')).join(' ')}`);
+      return `${readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ')} pid ${pid} ${envVars.join(' ')} ledgers [${ledgers.join('; ')}]`;
+    }),
   );
   assert.equal(leftover, true, `left running after the stop (schedule: ${schedule.join(', ')}): ${JSON.stringify(leftover)}`);
 });

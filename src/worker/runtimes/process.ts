@@ -96,6 +96,8 @@ export class ProcessRuntime implements SandboxRuntime {
         details: { reason: 'start_failed' },
       });
     }
+    // Recorded before the spawn too: a worker killed during it must not leave the child unknown.
+    this.options.ledger?.intend(sandboxId, this.name);
     try {
       child = spawn(command, spec.command.slice(1), {
         cwd,
@@ -105,6 +107,7 @@ export class ProcessRuntime implements SandboxRuntime {
       });
     } catch (err) {
       // Synchronous failures: invalid arguments, such as a NUL byte in an env value.
+      this.options.ledger?.settle(sandboxId);
       ports.release(port);
       await unlink(logPath).catch(() => undefined);
       throw startFailed(spec, `cannot start ${formatCommand(spec.command)}: ${(err as Error).message}`, 'start_failed', err);
@@ -115,12 +118,14 @@ export class ProcessRuntime implements SandboxRuntime {
     if (pid === undefined) {
       // spawn() failed (ENOENT, EACCES, a missing cwd): Node reports it on the next tick.
       const err = await new Promise<NodeJS.ErrnoException>((resolve) => child.once('error', resolve));
+      this.options.ledger?.settle(sandboxId);
       ports.release(port);
       await unlink(logPath).catch(() => undefined);
       const cause = await describeSpawnError(err, command, cwd);
       throw startFailed(spec, `cannot start ${formatCommand(spec.command)}: ${cause}`, 'start_failed', err);
     }
     this.options.ledger?.record(pid, this.name, sandboxId);
+    this.options.ledger?.settle(sandboxId);
     const t2 = process.hrtime.bigint();
 
     const sandbox = new ProcessSandbox(child, pid, sandboxId, port, logPath, this.options);
