@@ -534,18 +534,20 @@ export class Actuator {
   }
 
   /**
-   * While set, nothing is sent to data planes. A control plane that restarted sets it for
-   * its recovery window: until the workers are back, its view holds fewer sandboxes than
-   * the data planes route to, and a snapshot of it would take warm endpoints away.
+   * The functions whose updates to data planes are held: those a restarted control plane
+   * loaded, during its recovery window. Until the workers are back its view holds fewer
+   * sandboxes than the data planes route to, and a snapshot of it would take warm
+   * endpoints away. Functions registered since pass.
    */
-  holdingUpdates = false;
-  /** The functions the hold covers: those loaded at the restart. Functions registered since pass. */
   readonly heldFunctions = new Set<string>();
+
+  get holdingUpdates(): boolean {
+    return this.heldFunctions.size > 0;
+  }
 
   /** Ends the hold: every data plane gets the whole state as one snapshot. */
   releaseUpdates(functions: Iterable<FunctionState>): void {
     if (!this.holdingUpdates) return;
-    this.holdingUpdates = false;
     this.heldFunctions.clear();
     const all = [...functions];
     for (const dp of this.membership.dataPlanes.values()) {

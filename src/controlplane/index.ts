@@ -187,7 +187,6 @@ export class ControlPlane implements AdminBackend {
       this.recoveringUntilMs = Date.now() + windowMs;
       // The data planes may route to these functions' sandboxes already: leave them be
       // until the workers are back (functions registered meanwhile are sent at once).
-      this.actuator.holdingUpdates = true;
       for (const name of this.functions.keys()) this.actuator.heldFunctions.add(name);
       this.log.info({ functions: this.functions.size, recoveryWindowMs: windowMs }, 'registrations found: waiting for workers before scaling');
     }

@@ -11,28 +11,17 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { request } from 'undici';
 import { mulberry32 } from '../../src/shared/random.js';
-import { FIXTURES, REPO_ROOT, waitFor } from '../helpers/cluster.js';
+import { adminCall, FIXTURES, freePort, REPO_ROOT, waitFor } from '../helpers/cluster.js';
 
 const MAIN = join(REPO_ROOT, 'dist', 'src', 'cli', 'main.js');
 const SEED = Number(process.env.BATON_CHAOS_SEED ?? 1);
 const STEPS = Number(process.env.BATON_CHAOS_STEPS ?? 6);
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
-    });
-  });
-}
 
 function readdirSafe(path: string): string[] {
   try {
@@ -117,15 +106,7 @@ test(`chaos: seed ${SEED}, ${STEPS} kills under load; registrations kept, scale 
     child.kill('SIGKILL');
     await exited;
   };
-  const admin = async (method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> => {
-    const res = await request(`${apiUrl}${path}`, {
-      method: method as 'GET',
-      headers: body === undefined ? {} : { 'content-type': 'application/json' },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const text = await res.body.text();
-    return { status: res.statusCode, body: text ? JSON.parse(text) : undefined };
-  };
+  const admin = (method: string, path: string, body?: unknown): ReturnType<typeof adminCall> => adminCall(apiUrl, method, path, body);
 
   for (const c of components) start(c);
   await waitFor('the control plane', async () => (await admin('GET', '/health').catch(() => ({ status: 0 }))).status === 200 || undefined, 15_000);

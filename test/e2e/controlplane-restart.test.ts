@@ -7,7 +7,6 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -15,21 +14,10 @@ import { request } from 'undici';
 import { DataPlane } from '../../src/dataplane/index.js';
 import { compileConfig, dataPlaneSchema, workerSchema } from '../../src/shared/config.js';
 import { Worker } from '../../src/worker/index.js';
-import { echoSpec, REPO_ROOT, waitFor } from '../helpers/cluster.js';
+import { adminCall, echoSpec, freePort, REPO_ROOT, waitFor, warmLoad } from '../helpers/cluster.js';
 
 const MAIN = join(REPO_ROOT, 'dist', 'src', 'cli', 'main.js');
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      const port = typeof a === 'object' && a ? a.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 interface Sandbox {
   id: string;
@@ -57,15 +45,7 @@ describe('control plane killed with SIGKILL under warm load', () => {
     });
   };
 
-  const admin = async (method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> => {
-    const res = await request(`${apiUrl}${path}`, {
-      method: method as 'GET',
-      headers: body === undefined ? {} : { 'content-type': 'application/json' },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const text = await res.body.text();
-    return { status: res.statusCode, body: text ? JSON.parse(text) : undefined };
-  };
+  const admin = (method: string, path: string, body?: unknown): ReturnType<typeof adminCall> => adminCall(apiUrl, method, path, body);
 
   const readyIds = async (name: string): Promise<string[]> => {
     const d = await admin('GET', `/v1/functions/${name}`);
@@ -116,30 +96,16 @@ describe('control plane killed with SIGKILL under warm load', () => {
     await waitFor('the data plane to route', async () => (await request(invokeUrl)).statusCode === 200 || undefined);
 
     // Warm load: one request after another, for as long as the test runs.
-    let sent = 0;
-    const failures: string[] = [];
-    let loading = true;
-    const load = (async () => {
-      while (loading) {
-        sent += 1;
-        try {
-          const res = await request(invokeUrl);
-          await res.body.dump();
-          if (res.statusCode !== 200) failures.push(`HTTP ${res.statusCode}`);
-        } catch (err) {
-          failures.push((err as Error).message);
-        }
-      }
-    })();
+    const load = warmLoad(invokeUrl);
 
     await new Promise((r) => setTimeout(r, 300));
     cp?.kill('SIGKILL');
     await new Promise<void>((resolve) => cp?.once('exit', () => resolve()));
-    const sentAtKill = sent;
+    const sentAtKill = load.sent();
     // While it is down: nothing answers admin calls (a balancer in front answers 503, docs/ha.md).
     await assert.rejects(admin('GET', '/v1/functions'), /ECONNREFUSED/);
     await new Promise((r) => setTimeout(r, 1500));
-    assert.ok(sent > sentAtKill + 20, `warm requests went on while the control plane was down (${sent - sentAtKill})`);
+    assert.ok(load.sent() > sentAtKill + 20, `warm requests went on while the control plane was down (${load.sent() - sentAtKill})`);
 
     await startControlPlane();
     // The worker re-registers and its sandboxes are adopted under the same ids, not replaced.
@@ -149,8 +115,7 @@ describe('control plane killed with SIGKILL under warm load', () => {
     });
     assert.deepEqual(afterRestart, before);
     await new Promise((r) => setTimeout(r, 500));
-    loading = false;
-    await load;
+    const { sent, failures } = await load.stop();
     assert.deepEqual(failures, [], `${failures.length} of ${sent} warm requests failed`);
 
     // Scaling resumes: a PATCH is acted on, and a new function starts cold through the data plane.

@@ -11,7 +11,7 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -19,7 +19,7 @@ import { request } from 'undici';
 import { DataPlane } from '../../src/dataplane/index.js';
 import { compileConfig, dataPlaneSchema, workerSchema } from '../../src/shared/config.js';
 import { Worker } from '../../src/worker/index.js';
-import { echoSpec, REPO_ROOT, waitFor } from '../helpers/cluster.js';
+import { adminCall, echoSpec, freePort, REPO_ROOT, waitFor, warmLoad } from '../helpers/cluster.js';
 
 const MAIN = join(REPO_ROOT, 'dist', 'src', 'cli', 'main.js');
 const LEASE_TTL_SEC = 2;
@@ -31,16 +31,6 @@ const missing = [
 ].filter(([cmd, arg]) => !have(cmd as string, arg as string));
 const skip = missing.length > 0 ? `needs ${missing.map((m) => m[2]).join(', ')} (apt-get install)` : false;
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
-    });
-  });
-}
 
 async function get(url: string): Promise<number> {
   try {
@@ -157,15 +147,7 @@ ${replicas.map((r, i) => `    server cp${i} 127.0.0.1:${r.port} check`).join('\n
     rmSync(dir, { recursive: true, force: true });
   });
 
-  const admin = async (method: string, path: string, body?: unknown, base = frontUrl): Promise<{ status: number; body: any; headers: Record<string, unknown> }> => {
-    const res = await request(`${base}${path}`, {
-      method: method as 'GET',
-      headers: body === undefined ? {} : { 'content-type': 'application/json' },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const text = await res.body.text();
-    return { status: res.statusCode, body: text ? JSON.parse(text) : undefined, headers: res.headers };
-  };
+  const admin = (method: string, path: string, body?: unknown, base = frontUrl): ReturnType<typeof adminCall> => adminCall(base, method, path, body);
   const readyIds = async (name: string): Promise<string[] | undefined> => {
     const d = await admin('GET', `/v1/functions/${name}`).catch(() => undefined);
     if (d?.status !== 200) return undefined;
@@ -195,21 +177,7 @@ ${replicas.map((r, i) => `    server cp${i} 127.0.0.1:${r.port} check`).join('\n
 
     const invokeUrl = `http://127.0.0.1:${dp?.proxyPort}/fn/ha/`;
     await waitFor('the data plane to route', async () => ((await get(invokeUrl)) === 200 ? true : undefined));
-    let loading = true;
-    let sent = 0;
-    const failures: string[] = [];
-    const load = (async () => {
-      while (loading) {
-        sent += 1;
-        try {
-          const res = await request(invokeUrl);
-          await res.body.dump();
-          if (res.statusCode !== 200) failures.push(`HTTP ${res.statusCode}`);
-        } catch (err) {
-          failures.push((err as Error).message);
-        }
-      }
-    })();
+    const load = warmLoad(invokeUrl);
     await new Promise((r) => setTimeout(r, 300));
 
     const t0 = Date.now();
@@ -227,8 +195,7 @@ ${replicas.map((r, i) => `    server cp${i} 127.0.0.1:${r.port} check`).join('\n
     }, 20_000);
     assert.deepEqual(after, before);
     await new Promise((r) => setTimeout(r, 300));
-    loading = false;
-    await load;
+    const { sent, failures } = await load.stop();
     assert.deepEqual(failures, [], `${failures.length} of ${sent} warm requests failed`);
 
     // Registrations resume, through the same front address.

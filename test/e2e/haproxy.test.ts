@@ -10,13 +10,12 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, request } from 'undici';
-import { echoSpec, REPO_ROOT, startTestCluster, waitFor, type TestCluster } from '../helpers/cluster.js';
+import { echoSpec, freePort, REPO_ROOT, startTestCluster, type TestCluster, waitFor } from '../helpers/cluster.js';
 
 const HAVE_HAPROXY = spawnSync('haproxy', ['-v'], { stdio: 'ignore' }).status === 0;
 const SKIP = HAVE_HAPROXY ? false : 'haproxy is not installed (apt-get install haproxy); the two-data-plane test needs it';
@@ -29,13 +28,6 @@ const DETECTION_WINDOW_MS = CHECK_INTER_MS * (CHECK_FALL + 1) + 900;
 
 const MAIN = join(REPO_ROOT, 'dist', 'src', 'cli', 'main.js');
 
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise((resolve) => s.close(resolve));
-  return port;
-}
 
 interface Backend {
   name: string;

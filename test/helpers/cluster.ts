@@ -3,6 +3,7 @@
 // plus small HTTP and /proc helpers.
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
@@ -94,4 +95,59 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 25));
   }
+}
+
+/** A loopback port free right now (the kernel's pick; another program could take it before use). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
+    });
+  });
+}
+
+/** One admin API call against any control plane (or a balancer in front of several). */
+export async function adminCall(
+  base: string,
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<{ status: number; body: any; headers: Record<string, string | string[] | undefined> }> {
+  const res = await request(`${base}${path}`, {
+    method: method as 'GET',
+    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.body.text();
+  return { status: res.statusCode, body: text ? JSON.parse(text) : undefined, headers: res.headers };
+}
+
+/** Warm load: one GET after another to `url` until stop(), counting what did not answer 200. */
+export function warmLoad(url: string): { readonly sent: () => number; stop(): Promise<{ sent: number; failures: string[] }> } {
+  let sent = 0;
+  let loading = true;
+  const failures: string[] = [];
+  const loop = (async () => {
+    while (loading) {
+      sent += 1;
+      try {
+        const res = await request(url);
+        await res.body.dump();
+        if (res.statusCode !== 200) failures.push(`HTTP ${res.statusCode}`);
+      } catch (err) {
+        failures.push((err as Error).message);
+      }
+    }
+  })();
+  return {
+    sent: () => sent,
+    async stop() {
+      loading = false;
+      await loop;
+      return { sent, failures };
+    },
+  };
 }
