@@ -21,6 +21,7 @@ import { DataPlaneService } from '../gen/baton/v1/dataplane_pb.js';
 import { compileConfig, dataPlaneSchema } from '../shared/config.js';
 import type { DualListener } from '../shared/listener.js';
 import { silentLogger } from '../shared/logging.js';
+import { freePort } from '../shared/test-support.js';
 import { createRpcClient, startRpcServer } from '../shared/rpc.js';
 import { DataPlane } from './index.js';
 
@@ -126,13 +127,6 @@ async function startUpstream(): Promise<Upstream> {
   return up;
 }
 
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise((resolve) => s.close(resolve));
-  return port;
-}
 
 /** The echo-server fixture as a real child process with a clean environment. */
 async function spawnEchoServer(): Promise<{ child: ChildProcess; address: string }> {

@@ -2,7 +2,10 @@
 // directory, RDB snapshots off. Tests that need it skip when redis-server is
 // not installed (CI installs it: .ci/run).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createServer, connect } from 'node:net';
+import { connect } from 'node:net';
+import { freePort } from '../shared/test-support.js';
+
+export { freePort };
 
 /** Why Redis tests cannot run here, or undefined when they can. */
 export function redisSkipReason(): string | undefined {
@@ -10,17 +13,6 @@ export function redisSkipReason(): string | undefined {
   return r.error ? 'redis-server is not installed (apt-get install redis-server); skipping the Redis store tests' : undefined;
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 async function answersPing(port: number): Promise<boolean> {
   return new Promise((resolve) => {

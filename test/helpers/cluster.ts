@@ -3,12 +3,12 @@
 // plus small HTTP and /proc helpers.
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
 import { startCluster, type RunningCluster } from '../../src/cli/up.js';
 import { compileConfig, upSchema } from '../../src/shared/config.js';
+export { freePort } from '../../src/shared/test-support.js';
 
 /** The repository root, found from this file (compiled to dist/test/helpers/). */
 export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -97,17 +97,6 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
   }
 }
 
-/** A loopback port free right now (the kernel's pick; another program could take it before use). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
-    });
-  });
-}
 
 /** One admin API call against any control plane (or a balancer in front of several). */
 export async function adminCall(
