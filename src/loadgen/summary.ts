@@ -90,7 +90,7 @@ export interface FunctionSummary {
   readonly function: string;
   readonly invocations: number;
   readonly ok: number;
-  /** Geometric mean of latency / requested duration over its successful invocations. */
+  /** Geometric mean of latency / requested duration over its successful invocations (each ratio at least 1). */
   readonly slowdown: number;
   readonly coldStarts: number;
 }
@@ -107,8 +107,14 @@ export interface Summary {
   };
   /** Latency of successful invocations, ms. */
   readonly latencyMs: Percentiles;
-  /** sent − scheduled, ms. */
+  /**
+   * Dirigent's scheduling latency (plot_azure_500.py): response time − the
+   * function's own execution time (measured, else requested), over successful
+   * invocations, ms. What the cluster added: queueing, cold starts, proxying.
+   */
   readonly schedulingLatencyMs: Percentiles;
+  /** The load generator's own lateness: sent − scheduled, ms. */
+  readonly sendLagMs: Percentiles;
   /** The largest lag of any send, warm-up included. */
   readonly maxLagMs: number;
   /** Geometric mean over every successful invocation. */
@@ -138,7 +144,11 @@ export function summarise(records: readonly InvocationRecord[], window: { startM
     const key = `${r.status} ${r.code || '-'}`;
     failures[key] = (failures[key] ?? 0) + 1;
   }
-  const ratio = (r: InvocationRecord): number => Math.max(r.responseMs, 0.001) / Math.max(r.requestedDurationMs, 1);
+  // Dirigent drops ratios under 1 (an answer faster than the requested time:
+  // timer granularity); counting them as 1 keeps a function whose every
+  // ratio is under 1 in the summary instead of leaving it without a value.
+  const ratio = (r: InvocationRecord): number => Math.max(1, r.responseMs / Math.max(r.requestedDurationMs, 1));
+  const execution = (r: InvocationRecord): number => (r.measuredDurationMs >= 0 ? r.measuredDurationMs : r.requestedDurationMs);
   const byFunction = new Map<string, InvocationRecord[]>();
   for (const r of measured) {
     const list = byFunction.get(r.function) ?? [];
@@ -167,7 +177,8 @@ export function summarise(records: readonly InvocationRecord[], window: { startM
       failed: measured.length - ok.length,
     },
     latencyMs: percentiles(ok.map((r) => r.responseMs)),
-    schedulingLatencyMs: percentiles(measured.map((r) => r.sentMs - r.scheduledMs)),
+    schedulingLatencyMs: percentiles(ok.map((r) => Math.max(0, r.responseMs - execution(r)))),
+    sendLagMs: percentiles(measured.map((r) => r.sentMs - r.scheduledMs)),
     maxLagMs: records.reduce((m, r) => Math.max(m, r.sentMs - r.scheduledMs), 0),
     slowdown: geometricMean(ok.map(ratio)),
     functions,
@@ -195,6 +206,7 @@ export function formatSummary(s: Summary): string {
   for (const [name, p] of [
     ['latency', s.latencyMs],
     ['scheduling latency', s.schedulingLatencyMs],
+    ['send lag', s.sendLagMs],
   ] as const) {
     lines.push(`${name.padEnd(20)}${fmt(p.p50).padStart(10)}${fmt(p.p90).padStart(10)}${fmt(p.p99).padStart(10)}${fmt(p.max).padStart(10)}`);
   }

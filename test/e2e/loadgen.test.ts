@@ -76,6 +76,7 @@ describe('baton loadgen trace', () => {
     );
     assert.ok(s.latencyMs.p50 <= s.latencyMs.p90 && s.latencyMs.p90 <= s.latencyMs.p99 && s.latencyMs.p99 <= s.latencyMs.max);
     assert.ok(s.schedulingLatencyMs.p50 >= 0);
+    assert.ok(s.sendLagMs.p50 >= 0);
     assert.ok(s.slowdown >= 0.9, `slowdown ${s.slowdown}`);
     assert.ok(s.coldStartFraction >= 0 && s.coldStartFraction <= 1);
     // The measured minute lasts 1.2 s at this scale.
