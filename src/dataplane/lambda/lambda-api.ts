@@ -95,6 +95,8 @@ export class LambdaApi {
   handle(req: ClientRequest, res: ClientResponse): void {
     const requestId = randomUUID();
     this.serve(req, res, requestId).catch((err: unknown) => {
+      // The client went away while its payload was being read: nobody to answer.
+      if ((req as http.IncomingMessage).destroyed || (res as http.ServerResponse).destroyed) return;
       this.proxy.host.onUnrouted(500);
       sendService(req, res, requestId, { status: 500, type: 'ServiceException', message: (err as Error).message, code: 'INTERNAL' });
     });
