@@ -128,9 +128,8 @@ export class LambdaApi {
     if (type === undefined) {
       return answer(invalidRequest(`X-Amz-Invocation-Type must be RequestResponse, Event or DryRun`, 'InvalidParameterValueException'));
     }
-    if (!this.proxy.accepting) {
-      return answer({ status: 503, type: 'ServiceException', message: 'the data plane is shutting down', retryAfterSeconds: 1, code: 'UNAVAILABLE' });
-    }
+    const draining: ServiceError = { status: 503, type: 'ServiceException', message: 'the data plane is shutting down', retryAfterSeconds: 1, code: 'UNAVAILABLE' };
+    if (!this.proxy.accepting) return answer(draining);
     const limit = Math.min(type === 'Event' ? ASYNC_PAYLOAD_LIMIT : SYNC_PAYLOAD_LIMIT, this.proxy.maxBodyBytes);
     let payload: Buffer;
     try {
@@ -139,6 +138,9 @@ export class LambdaApi {
       if (err instanceof TooLarge) return answer(tooLarge(limit));
       throw err;
     }
+    // Reading took time: the function may be gone, or the data plane stopping, since.
+    if (fn.removed) return fail(notFound(target.name));
+    if (!this.proxy.accepting) return answer(draining);
     const node = fn.spec.runtime === 'node';
     if (node && payload.length > 0 && !isJson(payload)) {
       return answer(invalidRequest('Could not parse request body into json: the payload of a node function is its event, and must be JSON'));
