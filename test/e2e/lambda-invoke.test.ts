@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { InvokeCommand, LambdaClient, ResourceNotFoundException, RequestTooLargeException } from '@aws-sdk/client-lambda';
 import { request } from 'undici';
-import { FIXTURES, fixture, startTestCluster, type TestCluster } from '../helpers/cluster.js';
+import { FIXTURES, fixture, startTestCluster, waitFor, type TestCluster } from '../helpers/cluster.js';
 
 const HANDLERS = join(FIXTURES, 'node-handlers');
 const text = new TextDecoder();
@@ -29,6 +29,9 @@ describe('the Lambda Invoke API through the AWS SDK', () => {
       { name: 'echo-node', runtime: 'node', handler: 'echo.handler', workdir: HANDLERS },
       { name: 'throws-node', runtime: 'node', handler: 'throws.handler', workdir: HANDLERS },
       { name: 'http-fn', command: [process.execPath, fixture('lambda-http.js')], workdir: FIXTURES },
+      // Its own function: its sandboxes crash and time out on purpose.
+      { name: 'http-failing', command: [process.execPath, fixture('lambda-http.js')], workdir: FIXTURES, timeoutMs: 1000 },
+      { name: 'raw-node', runtime: 'node', handler: 'raw-result.handler', workdir: HANDLERS },
     ]) {
       const res = await c.admin('POST', '/v1/functions', spec);
       assert.equal(res.status, 201, JSON.stringify(res.body));
@@ -55,6 +58,18 @@ describe('the Lambda Invoke API through the AWS SDK', () => {
     const out = await lambda.send(new InvokeCommand({ FunctionName: 'arn:aws:lambda:us-east-1:123456789012:function:echo-node' }));
     assert.equal(out.StatusCode, 200);
     assert.deepEqual(JSON.parse(text.decode(out.Payload)).event, {});
+  });
+
+  test('a node handler\'s result is sent JSON-serialised as Lambda does, never mapped as an HTTP response', async () => {
+    const call = async (result: unknown): Promise<string> => {
+      const out = await lambda.send(new InvokeCommand({ FunctionName: 'raw-node', Payload: json(result === undefined ? {} : { result }) }));
+      assert.equal(out.StatusCode, 200);
+      return text.decode(out.Payload);
+    };
+    assert.equal(await call('hello'), '"hello"');
+    assert.equal(await call(42), '42');
+    assert.equal(await call(undefined), 'null');
+    assert.deepEqual(JSON.parse(await call({ statusCode: 418, body: 'teapot' })), { statusCode: 418, body: 'teapot' });
   });
 
   test('a handler that throws gives 200 with FunctionError Unhandled and Lambda\'s error object', async () => {
@@ -84,6 +99,29 @@ describe('the Lambda Invoke API through the AWS SDK', () => {
     const error = JSON.parse(text.decode(out.Payload));
     assert.equal(error.errorType, 'HTTP503');
     assert.match(error.errorMessage, /503: failed on purpose/);
+  });
+
+  test('a sandbox that dies mid-call, or outlives the function\'s timeout, is a function error', async () => {
+    const crashed = await lambda.send(new InvokeCommand({ FunctionName: 'http-failing', Payload: json({ crash: true }) }));
+    assert.equal(crashed.StatusCode, 200);
+    assert.equal(crashed.FunctionError, 'Unhandled');
+    assert.equal(JSON.parse(text.decode(crashed.Payload)).errorType, 'Runtime.ExitError');
+    // Until the control plane replaces the sandbox, calls may still reach the dead one (502, a service error).
+    await waitFor('a replacement sandbox', async () => {
+      try {
+        const out = await lambda.send(new InvokeCommand({ FunctionName: 'http-failing', Payload: json({}) }));
+        return out.FunctionError === undefined;
+      } catch {
+        return undefined;
+      }
+    }, 30_000);
+
+    const slow = await lambda.send(new InvokeCommand({ FunctionName: 'http-failing', Payload: json({ sleepMs: 10_000 }) }));
+    assert.equal(slow.StatusCode, 200);
+    assert.equal(slow.FunctionError, 'Unhandled');
+    const error = JSON.parse(text.decode(slow.Payload));
+    assert.equal(error.errorType, 'Sandbox.Timedout');
+    assert.match(error.errorMessage, /1000 ms/);
   });
 
   test('an unknown function is ResourceNotFoundException (404)', async () => {
