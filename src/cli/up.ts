@@ -58,6 +58,8 @@ export async function startCluster(cfg: UpConfig): Promise<RunningCluster> {
     logLevel,
     // Its workers start with it, so none comes back with sandboxes to take back.
     recoveryWindowMs: 0,
+    // A one-machine cluster takes InVitro's registrations (behind the token, if one is set).
+    compat: { dirigentRegistration: 'on' },
     ...cfg.controlplane,
     host: cfg.host,
     apiPort: cfg.apiPort,

@@ -2,12 +2,17 @@
 // plane's port with the internal RPC service (split by path). Every /v1 call
 // needs the bearer token when one is configured; /health and /metrics do not.
 // Errors are `{code, message}` with the status fixed by the code.
+//
+// Besides /v1, Dirigent's form registration (`POST /registerService` and
+// `POST /`, dirigent-registration.ts) when `compat.dirigentRegistration` is
+// `on` (the token is needed as for /v1) or `open` (no token: InVitro sends none).
 import { timingSafeEqual } from 'node:crypto';
 import type * as http from 'node:http';
 import type * as http2 from 'node:http2';
 import { BatonError, toBatonError } from '../shared/errors.js';
 import type { Logger } from '../shared/logging.js';
 import { sendError, sendJson } from '../shared/rpc.js';
+import { DIRIGENT_REGISTRATION_PATHS, dirigentAnswer, dirigentSpec } from './dirigent-registration.js';
 
 type Req = http.IncomingMessage | http2.Http2ServerRequest;
 type Res = http.ServerResponse | http2.Http2ServerResponse;
@@ -27,12 +32,14 @@ export interface AdminApiOptions {
   token: string | undefined;
   maxBodyBytes: number;
   log: Logger;
+  /** Dirigent's form registration: `off`, `on` (behind the token, if any) or `open` (never behind it). */
+  dirigentRegistration?: 'off' | 'on' | 'open';
 }
 
 const FUNCTION_PATH = /^\/v1\/functions\/([^/]+)$/;
 
-/** Reads a JSON body, answering 413 past the limit and 400 on bad JSON. */
-export async function readJsonBody(req: Req, maxBytes: number): Promise<unknown> {
+/** Reads a whole body, answering 413 past the limit. */
+async function readBody(req: Req, maxBytes: number): Promise<Buffer> {
   const declared = Number(req.headers['content-length'] ?? '0');
   if (declared > maxBytes) throw new BatonError('BODY_TOO_LARGE', `body is over the ${maxBytes}-byte limit`);
   const chunks: Buffer[] = [];
@@ -42,9 +49,15 @@ export async function readJsonBody(req: Req, maxBytes: number): Promise<unknown>
     if (size > maxBytes) throw new BatonError('BODY_TOO_LARGE', `body is over the ${maxBytes}-byte limit`);
     chunks.push(chunk);
   }
-  if (size === 0) return {};
+  return Buffer.concat(chunks);
+}
+
+/** Reads a JSON body, answering 413 past the limit and 400 on bad JSON. */
+export async function readJsonBody(req: Req, maxBytes: number): Promise<unknown> {
+  const body = await readBody(req, maxBytes);
+  if (body.length === 0) return {};
   try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
+    return JSON.parse(body.toString('utf8')) as unknown;
   } catch (err) {
     throw new BatonError('INVALID_REQUEST', `body is not valid JSON: ${(err as Error).message}`);
   }
@@ -58,10 +71,29 @@ function tokenMatches(header: string | string[] | undefined, token: string): boo
 }
 
 export function createAdminHandler(backend: AdminBackend, options: AdminApiOptions): (req: Req, res: Res) => void {
+  /** Dirigent's form registration: 200 with the data planes' addresses joined by `;`, as text. */
+  const registerDirigent = async (req: Req, res: Res): Promise<void> => {
+    const form = new URLSearchParams((await readBody(req, options.maxBodyBytes)).toString('utf8'));
+    await backend.createFunction(dirigentSpec(form));
+    const answer = dirigentAnswer(backend.listDataPlanes().map((d) => String(d.proxyAddress)));
+    (res as http.ServerResponse).writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(answer) });
+    res.end(answer);
+  };
+
   const route = async (req: Req, res: Res): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const path = url.pathname;
     const method = req.method ?? 'GET';
+    const dirigent = options.dirigentRegistration ?? 'off';
+    if (dirigent !== 'off' && method === 'POST' && DIRIGENT_REGISTRATION_PATHS.includes(path)) {
+      if (dirigent === 'on' && options.token && !tokenMatches(req.headers.authorization, options.token)) {
+        throw new BatonError(
+          'UNAUTHORIZED',
+          'this API needs a bearer token (Authorization: Bearer …); InVitro sends none: set controlplane compat.dirigentRegistration to open to register without it',
+        );
+      }
+      return registerDirigent(req, res);
+    }
     if (!path.startsWith('/v1/')) throw new BatonError('NOT_FOUND', `no route for ${method} ${path}`);
     if (options.token && !tokenMatches(req.headers.authorization, options.token)) {
       throw new BatonError('UNAUTHORIZED', 'this API needs a bearer token (Authorization: Bearer …)');

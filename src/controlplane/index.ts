@@ -127,7 +127,12 @@ export class ControlPlane implements AdminBackend {
   private async start(): Promise<void> {
     // A replica loads the registrations when it is elected; until then it knows nothing.
     if (this.leading) await this.loadRegistrations();
-    const admin = createAdminHandler(this, { token: this.config.token, maxBodyBytes: this.config.maxBodyBytes, log: this.log });
+    const admin = createAdminHandler(this, {
+      token: this.config.token,
+      maxBodyBytes: this.config.maxBodyBytes,
+      log: this.log,
+      dirigentRegistration: this.config.compat.dirigentRegistration,
+    });
     this.listener = await startRpcServer({
       host: this.config.host,
       port: this.config.apiPort,

@@ -46,6 +46,7 @@ import { DualListener } from '../shared/listener.js';
 import { createLogger, type Logger } from '../shared/logging.js';
 import { startRpcServer } from '../shared/rpc.js';
 import { fromFunctionSpecMessage, type FunctionSpec, type LoadBalancingPolicyName } from '../shared/spec.js';
+import type { AsyncSubmitter } from './async-submitter.js';
 import { CLOCK_TICK_MS, tickClock } from './clock.js';
 import { ControlPlaneLink, type FunctionLoadInit } from './control-plane-link.js';
 import { EndpointState, FunctionState } from './function-table.js';
@@ -139,6 +140,7 @@ export class DataPlane {
       maxQueueLength: config.maxQueueLength,
       requestLog: config.logRequests ? log.child({ kind: 'request' }) : null,
       log,
+      asyncSubmitter: () => this.asyncSubmitter(),
     });
     // Not healthy until the control plane's state arrives (syncState).
     this.proxy.synced = false;
@@ -213,6 +215,14 @@ export class DataPlane {
     this.stateValue = 'RUNNING';
     this.linkValue.start();
     log.info({ proxy: this.addresses.proxy, rpc: this.addresses.rpc, controlPlane: config.controlPlaneUrl }, 'data plane started');
+  }
+
+  /**
+   * Where asynchronous invocations go (the Lambda Invoke API's Event type);
+   * null while this data plane has no async queue.
+   */
+  asyncSubmitter(): AsyncSubmitter | null {
+    return null;
   }
 
   /** host:port clients invoke functions on (the advertised host). */

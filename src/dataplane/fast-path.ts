@@ -6,7 +6,8 @@
 // plus undici spend ~50 µs of CPU per proxied request, this path ~20 µs.
 //
 //   client bytes ─▶ ClientConnection: find the head, parseRequestHead()
-//     ├─ not plain (chunked upload, Expect, Upgrade, HTTP/1.0, odd bytes…)
+//     ├─ not plain (chunked upload, Expect, Upgrade, HTTP/1.0, odd bytes…,
+//     │  or a Lambda Invoke API call)
 //     │     ─▶ hand the connection, bytes unread, to node:http for good
 //     └─ FastRequest ─▶ token or cold-start queue ─▶ UpstreamPool.acquire()
 //          ─▶ request head + body bytes to the sandbox
@@ -38,6 +39,7 @@ import {
   type ProxyHost,
   type ProxyOptions,
 } from './request.js';
+import { isLambdaTarget } from './lambda/invoke-api.js';
 import { forwardedPath, functionOf } from './routing.js';
 import { fromReadBuffer, UpstreamFailure, type UpstreamConnection, type UpstreamExchange } from './upstream.js';
 
@@ -193,7 +195,8 @@ export class ClientConnection {
           break;
         }
         const head = this.head;
-        if (end > MAX_HEAD_BYTES || !parseRequestHead(buf.toString('latin1', 0, end), head)) {
+        // The Lambda Invoke API buffers whole payloads on node:http (lambda/lambda-api.ts).
+        if (end > MAX_HEAD_BYTES || !parseRequestHead(buf.toString('latin1', 0, end), head) || isLambdaTarget(head.target)) {
           this.handOff();
           return;
         }

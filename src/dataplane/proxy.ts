@@ -8,7 +8,8 @@
 //
 // Both paths route the same way (a /fn/<name>/ path prefix, else the first
 // Host label), take a token from FunctionState or wait in its cold-start
-// queue, and answer failures with the same codes. This file holds the
+// queue, and answer failures with the same codes. The Lambda Invoke API's
+// /2015-03-31/ paths go to lambda/lambda-api.ts instead. This file holds the
 // routing, the queue admission and expiry, and the general path.
 //
 // The general path is written for speed too (STYLE.md §6): one ProxyRequest
@@ -41,6 +42,9 @@ import {
   type ProxyHost,
   type ProxyOptions,
 } from './request.js';
+import type { AsyncSubmitter } from './async-submitter.js';
+import { isLambdaTarget } from './lambda/invoke-api.js';
+import { LambdaApi, type LambdaApiHost } from './lambda/lambda-api.js';
 import { forwardedPath, functionOf } from './routing.js';
 
 export type ClientRequest = http.IncomingMessage | http2.Http2ServerRequest;
@@ -223,7 +227,7 @@ function onResponseClose(this: TaggedResponse): void {
 }
 
 /** Routes requests from both paths; owns queue admission and expiry. */
-export class Proxy implements FastPathHost {
+export class Proxy implements FastPathHost, LambdaApiHost {
   /** False while the data plane drains: new requests get 503. */
   accepting = true;
   /**
@@ -243,6 +247,7 @@ export class Proxy implements FastPathHost {
   private readonly scan = new RequestHeaderScan();
   /** The node:http and h2c request handler. */
   readonly handle: (req: ClientRequest, res: ClientResponse) => void;
+  private readonly lambda: LambdaApi = new LambdaApi(this);
 
   constructor(
     readonly host: ProxyHost,
@@ -257,6 +262,14 @@ export class Proxy implements FastPathHost {
         sendError(req, res, 500, 'INTERNAL', (err as Error).message);
       }
     };
+  }
+
+  get maxBodyBytes(): number {
+    return this.options.maxBodyBytes;
+  }
+
+  asyncSubmitter(): AsyncSubmitter | null {
+    return this.options.asyncSubmitter?.() ?? null;
   }
 
   /** Takes a new HTTP/1.1 connection onto the fast path. */
@@ -279,6 +292,10 @@ export class Proxy implements FastPathHost {
   private route(req: ClientRequest, res: ClientResponse): void {
     const scan = scanRequestHeaders(req.rawHeaders, this.scan);
     const url = req.url ?? '/';
+    if (isLambdaTarget(url)) {
+      this.lambda.handle(req, res);
+      return;
+    }
     const name = functionOf(url, scan.host);
     const path = forwardedPath(url);
     const fn = this.lookup(name);

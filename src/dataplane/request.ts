@@ -7,6 +7,7 @@
 // in what a request is: both take tokens from FunctionState, wait in the same
 // cold-start queue, and answer failures with the same codes.
 import type { ErrorCode } from '../shared/errors.js';
+import type { AsyncSubmitter } from './async-submitter.js';
 import type { Logger } from '../shared/logging.js';
 import type { EndpointState, FunctionState, Waiter } from './function-table.js';
 
@@ -56,6 +57,8 @@ export interface ProxyOptions {
   /** Logs one line per request when set. */
   requestLog: Logger | null;
   log: Logger;
+  /** The data plane's asynchronous queue (the Lambda Invoke API's Event type); null when off. */
+  asyncSubmitter?: () => AsyncSubmitter | null;
 }
 
 /** Milliseconds for x-baton-queue-ms: one decimal, no trailing ".0". */

@@ -80,6 +80,18 @@ export const controlPlaneSchema = z
     coldStartTracePath: z.string().min(1).optional(),
     maxBodyBytes: z.number().int().min(1024).default(1024 * 1024),
     logLevel: logLevel.default('info'),
+    /** Peers' APIs served beside /v1 (docs/controlplane.md, "Dirigent registration"). */
+    compat: z
+      .object({
+        /**
+         * Dirigent's form registration (`POST /registerService`, `POST /`), for InVitro:
+         * `off`; `on`, behind the bearer token when one is set; `open`, never behind it
+         * (InVitro sends no token). `baton up` turns it `on`.
+         */
+        dirigentRegistration: z.enum(['off', 'on', 'open']).default('off'),
+      })
+      .strict()
+      .prefault({}),
     /**
      * Replicated control planes (docs/ha.md): replicas elect a leader on etcd; only the
      * leader scales and takes worker and data-plane calls, followers redirect admin calls

@@ -17,6 +17,7 @@ export const ERROR_CODES = {
   FUNCTION_EXISTS: { status: 409, summary: 'A function with that name is already registered.' },
   CONFLICT: { status: 409, summary: 'Another change to the same object won; read it again and retry.' },
   BODY_TOO_LARGE: { status: 413, summary: 'The request body is over the configured limit.' },
+  ASYNC_DISABLED: { status: 501, summary: 'Asynchronous invocations (Lambda InvocationType Event) are not enabled on this data plane.' },
   // Capacity and timing
   QUEUE_FULL: { status: 503, summary: "The function's cold-start queue is full; retry after Retry-After." },
   QUEUE_TIMEOUT: { status: 504, summary: 'No sandbox became ready before the request timeout.' },

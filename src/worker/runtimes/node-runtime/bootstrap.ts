@@ -6,7 +6,10 @@
 // bind), takes the function's environment and directory, imports the
 // handler, and says `loaded` with the port. From then on each HTTP request is one invocation:
 // an API Gateway HTTP API event (format 2.0) in, the handler's result mapped
-// to the response (http-event.ts).
+// to the response (http-event.ts); or, when the data plane serves the Lambda
+// Invoke API (the request carries LAMBDA_EVENT_HEADER), the body is the raw
+// event and the answer the raw result or Lambda's error object
+// (shared/lambda.ts).
 //
 // Booting Node is most of a cold start (~30 ms on the reference machine,
 // DESIGN.md); a pool of these processes takes it off the request's path and
@@ -31,6 +34,7 @@ import * as net from 'node:net';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { inspect } from 'node:util';
+import { FUNCTION_ERROR_HEADER, LAMBDA_EVENT_HEADER, resultPayload, thrownErrorBody } from '../../../shared/lambda.js';
 import { buildContext, buildEvent, mapResult, type HttpResponse, type InvocationSite, type LambdaContext } from './http-event.js';
 import { LOAD_FAILED_EXIT_CODE, NO_WORKER_EXIT_CODE, PROBE_USER_AGENT, type LoadMessage, type RuntimeToWorker } from './protocol.js';
 
@@ -85,6 +89,10 @@ async function invoke(req: http.IncomingMessage, res: http.ServerResponse, body:
   const startedMs = Date.now();
   const given = req.headers['x-request-id'];
   const requestId = typeof given === 'string' && given !== '' ? given : randomUUID();
+  if (req.headers[LAMBDA_EVENT_HEADER] === '1') {
+    write(res, requestId, await invokeRaw(body, requestId, startedMs));
+    return;
+  }
   let response: HttpResponse;
   try {
     if (!site || !handler) throw new Error('no handler is loaded');
@@ -105,10 +113,44 @@ async function invoke(req: http.IncomingMessage, res: http.ServerResponse, body:
     response = mapResult(result);
   } catch (err) {
     // The log is the sandbox's: the operator sees the error, the client only that there was one.
-    const detail = err instanceof Error ? (err.stack ?? `${err.name}: ${err.message}`) : `${typeof err} thrown: ${inspect(err)}`;
-    process.stderr.write(`${new Date().toISOString()}\t${requestId}\tERROR\tInvoke Error: ${detail}\n`);
+    logInvokeError(requestId, err);
     response = INTERNAL_ERROR;
   }
+  write(res, requestId, response);
+}
+
+/** Writes the sandbox log's line for a failed invocation, as Lambda's runtime does. */
+function logInvokeError(requestId: string, err: unknown): void {
+  const detail = err instanceof Error ? (err.stack ?? `${err.name}: ${err.message}`) : `${typeof err} thrown: ${inspect(err)}`;
+  process.stderr.write(`${new Date().toISOString()}\t${requestId}\tERROR\tInvoke Error: ${detail}\n`);
+}
+
+/**
+ * A Lambda Invoke: the body is the event as the caller sent it (JSON; empty is
+ * `{}`), the answer the handler's result, or Lambda's error object with
+ * FUNCTION_ERROR_HEADER when it throws. Unlike an HTTP request, the caller
+ * sees the error: that is what the Invoke API returns.
+ */
+async function invokeRaw(body: Buffer, requestId: string, startedMs: number): Promise<HttpResponse> {
+  const json = { 'content-type': 'application/json' };
+  let event: unknown;
+  try {
+    event = body.length === 0 ? {} : (JSON.parse(body.toString('utf8')) as unknown);
+  } catch (err) {
+    return { statusCode: 400, headers: json, body: Buffer.from(JSON.stringify({ message: `the event is not JSON: ${(err as Error).message}` })) };
+  }
+  try {
+    if (!site || !handler) throw new Error('no handler is loaded');
+    const result = await call(handler, event, buildContext(site, requestId, startedMs));
+    return { statusCode: 200, headers: json, body: resultPayload(result) };
+  } catch (err) {
+    logInvokeError(requestId, err);
+    const error = Buffer.from(JSON.stringify(thrownErrorBody(err)));
+    return { statusCode: 200, headers: { ...json, [FUNCTION_ERROR_HEADER]: 'Unhandled' }, body: error };
+  }
+}
+
+function write(res: http.ServerResponse, requestId: string, response: HttpResponse): void {
   if (res.destroyed) return;
   const { statusCode, headers, body: payload } = response;
   // writeHead commits the headers, so the length is given here or the answer goes chunked.
