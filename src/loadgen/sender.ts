@@ -84,7 +84,7 @@ export async function sendOpenLoop(
     const t0 = performance.now();
     r.sentMs = t0 - start;
     try {
-      const res = await pool.request({ method: req.method as 'GET', path: req.path, headers: req.headers ?? {}, body: req.body });
+      const res = await pool.request({ method: req.method, path: req.path, headers: req.headers ?? {}, body: req.body });
       const text = await res.body.text();
       r.responseMs = performance.now() - t0;
       r.status = res.statusCode;
