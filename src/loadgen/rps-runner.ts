@@ -377,6 +377,7 @@ export function formatRps(result: Pick<RpsResult, 'function' | 'steps' | 'maxLag
 
 /** The sweep's table: latency against achieved cold starts per second, and the saturation point. */
 export function formatColdSweep(result: Pick<ColdSweepResult, 'runtime' | 'cooldownSec' | 'steps' | 'saturation' | 'saturationRule'>): string {
+  const r = result.saturationRule;
   const rows = [['TARGET cold/s', 'FUNCTIONS', 'CALLS', 'OK', 'COLD %', 'ACHIEVED cold/s', 'P50 ms', 'P99 ms', 'MAX LAG ms']];
   for (const s of result.steps) {
     rows.push([
@@ -391,14 +392,23 @@ export function formatColdSweep(result: Pick<ColdSweepResult, 'runtime' | 'coold
       fmt(s.maxLagMs),
     ]);
   }
-  const r = result.saturationRule;
   const verdict = result.saturation
     ? `saturates at ${result.saturation.rate} cold starts/s: ${result.saturation.reason}`
     : `no saturation up to ${Math.max(...result.steps.map((s) => s.rate))} cold starts/s`;
+  // A call that found its sandbox still up is warm: the sweep then measures less than it claims.
+  const warm = result.steps
+    .filter((s) => s.ok > 0 && s.coldStarts < r.coldFraction * s.ok)
+    .map(
+      (s) =>
+        `note: at ${s.rate}/s only ${fmt(s.coldFraction * 100)}% of the calls were cold starts; ` +
+        'if functions were still up when called again, raise --cooldown (or --cooldown-margin)\n',
+    )
+    .join('');
   return (
     `cold-start sweep, ${result.runtime} runtime, each function called every ≥ ${fmt(result.cooldownSec)} s\n\n` +
     table(rows) +
     failureLines(result.steps) +
+    (warm === '' ? '' : `\n${warm}`) +
     `\n${verdict} (rule: achieved < ${Math.round(r.coldFraction * 100)}% of target, or p99 > ${r.p99Multiple}× the lowest rate's)\n`
   );
 }
