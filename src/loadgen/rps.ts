@@ -12,7 +12,7 @@
 
 import { BatonError } from '../shared/errors.js';
 import { mulberry32 } from '../shared/random.js';
-import { windowOffsets, type IatDistribution } from './schedule.js';
+import { streamSeed, windowOffsets, type IatDistribution } from './schedule.js';
 
 function invalid(key: string, message: string): BatonError {
   return new BatonError('CONFIG_INVALID', `${key}: ${message}`, { details: { key } });
@@ -110,12 +110,8 @@ export interface RpsScheduleOptions {
   readonly seed: number;
 }
 
-/** A seed per step, so a step's arrivals do not depend on the steps before it. */
-function stepSeed(seed: number, step: number): number {
-  let h = (seed ^ Math.imul(step + 1, 0x9e3779b1)) >>> 0;
-  h = Math.imul(h ^ (h >>> 16), 0x7feb352d) >>> 0;
-  return (h ^ (h >>> 15)) >>> 0;
-}
+/** The arrivals' stream of each step: its own, so a step's arrivals do not depend on the other steps. */
+const RPS_STREAM = 3;
 
 /**
  * Each step gets exactly round(rps × step length) invocations, placed in the
@@ -132,7 +128,7 @@ export function buildRpsSchedule(o: RpsScheduleOptions): RpsSchedule {
     const startMs = index * o.stepMs;
     const count = Math.round((rps * o.stepMs) / 1000);
     steps.push({ index, rps, startMs, endMs: startMs + o.stepMs, count });
-    for (const offset of windowOffsets(count, o.iat, mulberry32(stepSeed(o.seed, index)), o.stepMs)) {
+    for (const offset of windowOffsets(count, o.iat, mulberry32(streamSeed(o.seed, index, RPS_STREAM)), o.stepMs)) {
       invocations.push({ step: index, atMs: startMs + offset });
     }
   }

@@ -128,7 +128,7 @@ function compileOptions(trace: Trace, options: ScheduleOptions): CompiledOptions
 }
 
 /** A seed for one function's stream, so functions draw independently of each other. */
-function streamSeed(seed: number, functionIndex: number, stream: number): number {
+export function streamSeed(seed: number, functionIndex: number, stream: number): number {
   let h = (seed ^ Math.imul(functionIndex + 1, 0x9e3779b1) ^ Math.imul(stream, 0x85ebca6b)) >>> 0;
   h = Math.imul(h ^ (h >>> 16), 0x7feb352d) >>> 0;
   return (h ^ (h >>> 15)) >>> 0;
