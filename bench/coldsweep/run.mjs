@@ -30,13 +30,32 @@ const { values: args } = parseArgs({
     rates: { type: 'string' },
     'step-seconds': { type: 'string' },
     runtime: { type: 'string', default: 'emulated' },
-    emulate: { type: 'string', default: '2' },
+    emulate: { type: 'string', default: 'auto' },
     workers: { type: 'string', default: '1' },
     'start-delay-ms': { type: 'string', default: '0' },
     cooldown: { type: 'string' },
     out: { type: 'string' },
   },
 });
+
+// What the sweep's emulated functions reserve (Baton's default resources) and what an
+// emulated node offers (EMULATED_NODE_CAPACITY): 160 sandboxes a node.
+const SANDBOXES_PER_EMULATED_NODE = 16_000 / 100;
+const DEFAULT_COOLDOWN_SEC = 12;
+
+/**
+ * --emulate auto: enough emulated nodes for the largest rate. Each of its
+ * ceil(R × cooldown) functions can hold a sandbox until its next call, so fewer
+ * nodes would fail calls with NO_CAPACITY, a limit of this cluster's size and
+ * not of the control path the sweep measures. A quarter more for the sandboxes
+ * of the previous step that are still draining.
+ */
+function emulatedNodes(rates) {
+  if (args.emulate !== 'auto') return Number(args.emulate);
+  const maxRate = Math.max(...rates.split(',').map(Number));
+  const functions = Math.ceil(maxRate * Number(args.cooldown ?? DEFAULT_COOLDOWN_SEC));
+  return Math.max(2, Math.ceil((functions * 1.25) / SANDBOXES_PER_EMULATED_NODE));
+}
 
 async function main() {
   const rates = args.rates ?? (args.quick ? '1,5,20' : '1,2,5,10,20,50');
@@ -49,7 +68,7 @@ async function main() {
   const configPath = path.join(makeTempDir('baton-coldsweep-'), 'up.json');
   writeFileSync(configPath, JSON.stringify({ worker: { emulation: { startDelay: { distribution: 'constant', ms: Number(args['start-delay-ms']) } } } }));
   const upArgs = ['--config', configPath, '--workers', args.workers];
-  if (args.runtime === 'emulated') upArgs.push('--emulate', args.emulate);
+  if (args.runtime === 'emulated') upArgs.push('--emulate', String(emulatedNodes(rates)));
   const baton = await startBaton({ args: upArgs });
   process.stderr.write(`baton up: ${baton.apiUrl}, data plane ${baton.dataPlaneUrl}\n`);
 
@@ -85,6 +104,7 @@ async function main() {
   const summary = {
     benchmark: 'coldsweep',
     runtime: args.runtime,
+    emulatedNodes: args.runtime === 'emulated' ? emulatedNodes(rates) : undefined,
     emulatedStartDelayMs: args.runtime === 'emulated' ? Number(args['start-delay-ms']) : undefined,
     cooldownSec: report.cooldownSec,
     stepSeconds: Number(stepSeconds),

@@ -7,6 +7,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AdminClient } from '../cli/client.js';
 import { BatonError } from '../shared/errors.js';
+import { RESOURCE_DEFAULTS } from '../shared/spec.js';
 import { functionSpec, TRACE_RUNTIMES, type TraceRuntime } from './runner.js';
 import {
   buildRpsSchedule,
@@ -15,7 +16,10 @@ import {
   COLD_SWEEP_SCALING,
   findSaturation,
   planColdStep,
+  sandboxRoom,
+  type ColdStepPlan,
   type Saturation,
+  type WorkerRoom,
 } from './rps.js';
 import type { IatDistribution } from './schedule.js';
 import { deleteFunctions, deployFunction, sendOpenLoop, writeCsv, type OpenLoopRequest } from './sender.js';
@@ -239,6 +243,21 @@ export function coldSweepFunctionName(step: number, i: number): string {
   return `coldsweep-${step}-${i}`;
 }
 
+/** Says so before the sweep when its largest step has more functions than the workers have room for sandboxes. */
+async function warnIfNoRoom(client: AdminClient, runtime: TraceRuntime, plans: readonly ColdStepPlan[], log: (line: string) => void): Promise<void> {
+  const { workers } = await client.call<{ workers: WorkerRoom[] }>('GET', '/v1/workers');
+  const spec = functionSpec('probe', runtime, undefined, 0);
+  const resources = { ...RESOURCE_DEFAULTS, ...(spec.resources as Partial<typeof RESOURCE_DEFAULTS> | undefined) };
+  const room = sandboxRoom(workers, runtime, resources);
+  const largest = Math.max(...plans.map((p) => p.functions));
+  if (largest > room) {
+    log(
+      `warning: the largest step keeps up to ${largest} sandboxes (one per function) but the ${runtime} workers have room for ${room} ` +
+        `(${resources.cpuMillis}m CPU, ${resources.memoryMb} MiB each): expect NO_CAPACITY failures there; add workers or lower the rates`,
+    );
+  }
+}
+
 /** Runs fn over the items, at most `width` at a time. */
 async function inBatches<T>(items: readonly T[], width: number, fn: (item: T) => Promise<void>): Promise<void> {
   for (let i = 0; i < items.length; i += width) await Promise.all(items.slice(i, i + width).map(fn));
@@ -270,6 +289,7 @@ export async function runColdSweep(options: ColdSweepOptions): Promise<ColdSweep
   const plans = options.rates.map((rate) => planColdStep(rate, options.stepMs, cooldownSec));
   // Checked now too, for the same reason (findSaturation validates its rule).
   findSaturation([], saturationRule);
+  await warnIfNoRoom(client, runtime, plans, log);
   const send = requestBuilder(options.request);
   const seenSandboxes = new Set<string>();
   const records: InvocationRecord[] = [];

@@ -9,6 +9,7 @@ import {
   findSaturation,
   planColdStep,
   rateSteps,
+  sandboxRoom,
   stepLengthMs,
   type RpsSchedule,
 } from './rps.js';
@@ -175,3 +176,23 @@ test('findSaturation: the first rate whose achieved cold rate or p99 gives out',
   assert.throws(() => findSaturation(healthy, { coldFraction: 1.5 }), configInvalid('saturationColdFraction'));
   assert.throws(() => findSaturation(healthy, { p99Multiple: 1 }), configInvalid('saturationP99Multiple'));
 });
+
+test('sandboxRoom: free room for sandboxes on the ready workers that offer the runtime, the tighter of CPU and memory', () => {
+  const w = (status: string, runtimes: string[], cpu: number, mem: number, rCpu = 0, rMem = 0) => ({
+    status,
+    runtimes,
+    capacity: { cpuMillis: cpu, memoryMb: mem },
+    reserved: { cpuMillis: rCpu, memoryMb: rMem },
+  });
+  const res = { cpuMillis: 100, memoryMb: 128 };
+  assert.equal(sandboxRoom([w('ready', ['emulated'], 16_000, 65_536)], 'emulated', res), 160);
+  assert.equal(sandboxRoom([w('ready', ['emulated'], 16_000, 65_536, 1000, 0)], 'emulated', res), 150);
+  // Memory is the limit here: 1024 / 128 = 8.
+  assert.equal(sandboxRoom([w('ready', ['process'], 16_000, 1024)], 'process', res), 8);
+  // Lost workers and workers without the runtime do not count; over-reserved ones count 0.
+  assert.equal(
+    sandboxRoom([w('lost', ['emulated'], 16_000, 65_536), w('ready', ['process'], 16_000, 65_536), w('ready', ['emulated'], 100, 100, 200, 0), w('ready', ['emulated'], 1000, 1280)], 'emulated', res),
+    10,
+  );
+});
+

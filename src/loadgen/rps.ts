@@ -247,3 +247,29 @@ export function findSaturation(
   }
   return undefined;
 }
+
+/** A worker as `GET /v1/workers` lists it (the fields this needs). */
+export interface WorkerRoom {
+  readonly status: string;
+  readonly runtimes: readonly string[];
+  readonly capacity: { readonly cpuMillis: number; readonly memoryMb: number };
+  readonly reserved: { readonly cpuMillis: number; readonly memoryMb: number };
+}
+
+/**
+ * How many more sandboxes of `resources` the ready workers offering the
+ * runtime can hold. A sweep step keeps up to one sandbox per function alive
+ * (each lives about a cooldown after its call), so a step with more functions
+ * than this fails calls with NO_CAPACITY: a limit of the cluster's size, not of
+ * its control path.
+ */
+export function sandboxRoom(workers: readonly WorkerRoom[], runtime: string, resources: { cpuMillis: number; memoryMb: number }): number {
+  let room = 0;
+  for (const w of workers) {
+    if (w.status !== 'ready' || !w.runtimes.includes(runtime)) continue;
+    const cpu = Math.floor((w.capacity.cpuMillis - w.reserved.cpuMillis) / Math.max(1, resources.cpuMillis));
+    const mem = Math.floor((w.capacity.memoryMb - w.reserved.memoryMb) / Math.max(1, resources.memoryMb));
+    room += Math.max(0, Math.min(cpu, mem));
+  }
+  return room;
+}
