@@ -3,15 +3,32 @@
 // 2 cold starts/s) whose functions go back to zero between calls. The control
 // plane ticks every 200 ms so scale to zero takes ~ the 6 s stable window.
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { promisify } from 'node:util';
 import { BatonError } from '../../src/shared/errors.js';
 import { findSaturation } from '../../src/loadgen/rps.js';
 import { formatColdSweep, formatRps, runColdSweep, runRps } from '../../src/loadgen/rps-runner.js';
 import { CSV_COLUMNS } from '../../src/loadgen/summary.js';
-import { startTestCluster, type TestCluster } from '../helpers/cluster.js';
+import { echoSpec, REPO_ROOT, startTestCluster, type TestCluster } from '../helpers/cluster.js';
+
+const CLI = join(REPO_ROOT, 'dist', 'src', 'cli', 'main.js');
+
+/** Runs the CLI as a child (asynchronously: the cluster runs in this process and must keep serving). */
+async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const env = { ...process.env };
+  delete env.NODE_EXTRA_CA_CERTS;
+  try {
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, [CLI, ...args], { env, timeout: 60_000 });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code?: number; stdout?: string; stderr?: string };
+    return { code: typeof e.code === 'number' ? e.code : -1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
+  }
+}
 
 describe('baton loadgen rps', () => {
   let c: TestCluster;
@@ -94,6 +111,34 @@ describe('baton loadgen rps', () => {
     assert.ok(lines.some((l) => l.startsWith('sent 90/90')), lines.join('\n'));
     // Deployed by the run, so deleted by it.
     assert.ok(!(await functionNames()).includes('rps-e2e'));
+  });
+
+  test('the CLI: a rate list to an existing process function, with path, method, header and body file; bad combinations refused', async () => {
+    assert.equal((await c.admin('POST', '/v1/functions', echoSpec('rps-echo'))).status, 201);
+    const dir = join(out, 'cli');
+    const bodyFile = join(out, 'body.json');
+    writeFileSync(bodyFile, '{"x":1}');
+    const run = await cli([
+      '--api', c.apiUrl, 'loadgen', 'rps', '--dataplane', c.dataPlaneUrl, '--function', 'rps-echo',
+      '--rps', '10,20', '--step-seconds', '1', '--path', '/sleep?ms=30', '-X', 'POST', '--body-file', bodyFile, '-H', 'x-test: 1', '--out', dir,
+    ]);
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(run.stdout, /^1\s+10\.00\s+10\s/m);
+    assert.match(run.stdout, /^2\s+20\.00\s+20\s/m);
+    const rows = readFileSync(join(dir, 'invocations.csv'), 'utf8').trimEnd().split('\n').slice(1).map((l) => l.split(','));
+    assert.equal(rows.length, 30);
+    const col = (name: string): number => [...CSV_COLUMNS, 'step', 'targetRps'].indexOf(name);
+    for (const row of rows) {
+      assert.equal(row[col('status')], '200', row.join(','));
+      // The path and its query reached the function: /sleep?ms=30 held every answer 30 ms.
+      assert.ok(Number(row[col('responseMs')]) >= 29, row.join(','));
+    }
+    // An existing function is not deleted afterwards.
+    assert.ok((await functionNames()).includes('rps-echo'));
+
+    const refused = await cli(['--api', c.apiUrl, 'loadgen', 'rps', '--cold-sweep', '--function', 'rps-echo', '--rps', '1']);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /CONFIG_INVALID/);
   });
 
   test('cold sweep at 1 and 2 cold starts/s: the functions are back at zero when called again; both points reported', async () => {
