@@ -16,6 +16,8 @@ import { LOAD_BALANCING_POLICIES } from '../shared/spec.js';
 import { EMULATED_NODE_CAPACITY, emulatedWorkerConfigs, startEmulatedWorkers, stopWorkers, Worker } from '../worker/index.js';
 import { buildSchedule, IAT_DISTRIBUTIONS, readAzure2019Folder, readAzure2021File, type IatDistribution } from '../loadgen/index.js';
 import { runTrace, TRACE_RUNTIMES, type TraceRuntime } from '../loadgen/runner.js';
+import { rateSteps, RPS_DEFAULTS, stepLengthMs } from '../loadgen/rps.js';
+import { formatColdSweep, formatRps, readBody, runColdSweep, runRps, type RpsRequest } from '../loadgen/rps-runner.js';
 import { formatSummary } from '../loadgen/summary.js';
 import { AdminClient } from './client.js';
 import { runUp } from './up.js';
@@ -47,6 +49,24 @@ function minuteRange(value: string): { from: number; to: number } {
 
 function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
+}
+
+/** Repeated `--header name:value` flags as a header object (names lower-cased). */
+function headerMap(flags: readonly string[] | undefined): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const h of flags ?? []) {
+    const i = h.indexOf(':');
+    if (i <= 0) throw new BatonError('INVALID_REQUEST', `--header ${h}: expected name:value`);
+    headers[h.slice(0, i).trim().toLowerCase()] = h.slice(i + 1).trim();
+  }
+  return headers;
+}
+
+/** A comma-separated list of rates, e.g. 10,50,100. */
+function rateList(value: string): number[] {
+  const rates = value.split(',').map((v) => Number(v.trim()));
+  if (value.trim() === '' || rates.some((r) => !Number.isFinite(r) || r < 0)) throw new InvalidArgumentError('expected a rate or a comma-separated list of rates ≥ 0, e.g. 10,50,100');
+  return rates;
 }
 
 /** Drops undefined values, so flags that were not given do not hide config-file values. */
@@ -319,12 +339,7 @@ export function buildProgram(): Command {
       const client = clientOf(cmd);
       const base = await client.dataPlaneUrl();
       const body = o.dataFile ? readFileSync(o.dataFile as string) : (o.data as string | undefined);
-      const headers: Record<string, string> = {};
-      for (const h of (o.header as string[] | undefined) ?? []) {
-        const i = h.indexOf(':');
-        if (i <= 0) throw new BatonError('INVALID_REQUEST', `--header ${h}: expected name:value`);
-        headers[h.slice(0, i).trim().toLowerCase()] = h.slice(i + 1).trim();
-      }
+      const headers = headerMap(o.header as string[] | undefined);
       const path = String(o.path).startsWith('/') ? String(o.path) : `/${String(o.path)}`;
       const method = (o.method as string | undefined) ?? (body === undefined ? 'GET' : 'POST');
       let res;
@@ -440,7 +455,7 @@ export function buildProgram(): Command {
       ]);
     });
 
-  const loadgen = program.command('loadgen').description('load generation: replay traces against a cluster (see docs/loadgen.md)');
+  const loadgen = program.command('loadgen').description('load generation: replay traces or send a set rate against a cluster (see docs/loadgen.md)');
   loadgen
     .command('trace')
     .description('replay an Azure Functions trace open-loop: deploy trace-<i> functions, send each invocation on schedule, write a CSV and a summary')
@@ -483,6 +498,94 @@ export function buildProgram(): Command {
         outDir: o.out as string,
       });
       process.stdout.write(formatSummary(result.summary));
+      process.stdout.write(`\nwrote ${result.csvPath ?? '-'} and ${result.summaryPath ?? '-'}\n`);
+    });
+
+  loadgen
+    .command('rps')
+    .description('an open-loop constant or stepped rate to one function, or (--cold-sweep) latency against forced cold starts per second')
+    .option('--function <name>', 'the function to call (must exist unless --deploy)')
+    .option('--deploy', 'deploy --function (default name loadgen-rps) with --runtime first, and delete it afterwards unless --keep')
+    .option('--rps <rates>', 'a rate, or comma-separated rates one step each (e.g. 10,50,100)', rateList)
+    .option('--rps-start <r>', 'stepped rate: first step', nonNegative)
+    .option('--rps-step <r>', 'stepped rate: increment', positive)
+    .option('--rps-end <r>', 'stepped rate: last step (included)', nonNegative)
+    .option('--step-seconds <s>', `length of each step (default ${RPS_DEFAULTS.stepSeconds}, or --duration split over the steps)`, positive)
+    .option('--duration <s>', 'length of the whole run, seconds', positive)
+    .addOption(new Option('--iat <rule>', 'inter-arrival times within a step').choices([...IAT_DISTRIBUTIONS]).default(RPS_DEFAULTS.iat))
+    .option('--seed <n>', 'seed of the arrivals', int, RPS_DEFAULTS.seed)
+    .option('-X, --method <method>', 'HTTP method (default GET, POST with a body)')
+    .option('--path <path>', 'path inside the function', '/')
+    .option('--body <string>', 'request body')
+    .option('--body-file <file>', 'request body from a file')
+    .option('-H, --header <name:value>', 'request header, repeatable', collect)
+    .addOption(new Option('--runtime <runtime>', 'runtime of deployed functions (--deploy, --cold-sweep)').choices([...TRACE_RUNTIMES]).default('emulated'))
+    .option('--cold-sweep', 'cold-start sweep: --rps are cold starts per second; every call hits a function at zero')
+    .option('--cooldown <s>', 'cold sweep: seconds between two calls of one function (default stable window + grace + --cooldown-margin)', positive)
+    .option('--cooldown-margin <s>', 'cold sweep: margin for reports, ticks and the drain', nonNegative)
+    .option('--stable-window <s>', 'cold sweep: the functions\' stableWindowSec (≥ 6)', int)
+    .option('--saturation-cold-fraction <x>', 'cold sweep: saturated when achieved cold starts/s < x × target', positive)
+    .option('--saturation-p99-multiple <x>', "cold sweep: saturated when p99 > x × the lowest rate's p99", positive)
+    .option('--dataplane <url>', 'data plane to send through (env BATON_DATAPLANE; default: the first the control plane lists)')
+    .option('--out <dir>', 'where to write invocations.csv and summary.json', 'loadgen-results')
+    .option('--keep', 'keep a function deployed with --deploy')
+    .action(async (o: Record<string, unknown>, cmd: Command) => {
+      const g = cmd.optsWithGlobals<{ api?: string; token?: string }>();
+      const rates = rateSteps({
+        rps: o.rps as number[] | undefined,
+        rpsStart: o.rpsStart as number | undefined,
+        rpsStep: o.rpsStep as number | undefined,
+        rpsEnd: o.rpsEnd as number | undefined,
+      });
+      const stepMs = stepLengthMs(rates.length, { stepSeconds: o.stepSeconds as number | undefined, durationSeconds: o.duration as number | undefined });
+      if (o.body !== undefined && o.bodyFile !== undefined) throw new BatonError('CONFIG_INVALID', 'give --body or --body-file, not both');
+      const request: RpsRequest = {
+        method: o.method as string | undefined,
+        path: o.path as string,
+        headers: headerMap(o.header as string[] | undefined),
+        body: o.bodyFile !== undefined ? readBody(o.bodyFile as string) : (o.body as string | undefined),
+      };
+      const common = {
+        api: new AdminClient({ api: g.api, token: g.token }).api,
+        token: g.token,
+        dataPlane: (o.dataplane as string | undefined) ?? process.env.BATON_DATAPLANE,
+        runtime: o.runtime as TraceRuntime,
+        request,
+        outDir: o.out as string,
+      };
+      const total = ((rates.length * stepMs) / 1000).toFixed(1);
+      if (o.coldSweep) {
+        if (o.function !== undefined || o.deploy) throw new BatonError('CONFIG_INVALID', '--cold-sweep deploys its own functions: leave out --function and --deploy');
+        if (o.iat !== RPS_DEFAULTS.iat) throw new BatonError('CONFIG_INVALID', '--cold-sweep calls at a constant rate, so each function waits its cooldown: leave out --iat');
+        process.stderr.write(`cold-start sweep over ${rates.join(', ')} cold starts/s, ${stepMs / 1000} s each (${total} s of load)\n`);
+        const result = await runColdSweep({
+          ...common,
+          rates,
+          stepMs,
+          scaling: o.stableWindow === undefined ? undefined : { stableWindowSec: o.stableWindow as number },
+          cooldownSec: o.cooldown as number | undefined,
+          cooldownMarginSec: o.cooldownMargin as number | undefined,
+          saturationColdFraction: o.saturationColdFraction as number | undefined,
+          saturationP99Multiple: o.saturationP99Multiple as number | undefined,
+        });
+        process.stdout.write(formatColdSweep(result));
+        process.stdout.write(`\nwrote ${result.csvPath ?? '-'} and ${result.summaryPath ?? '-'}\n`);
+        return;
+      }
+      const name = (o.function as string | undefined) ?? (o.deploy ? 'loadgen-rps' : undefined);
+      if (name === undefined) throw new BatonError('CONFIG_INVALID', 'give --function NAME (an existing function), --deploy, or --cold-sweep');
+      process.stderr.write(`sending ${rates.join(', ')} req/s to ${name}, ${stepMs / 1000} s per step (${total} s)\n`);
+      const result = await runRps({
+        ...common,
+        function: name,
+        deploy: o.deploy === true,
+        keep: o.keep === true,
+        rates,
+        stepMs,
+        iat: o.iat as IatDistribution,
+        seed: o.seed as number,
+      });
+      process.stdout.write(formatRps(result));
       process.stdout.write(`\nwrote ${result.csvPath ?? '-'} and ${result.summaryPath ?? '-'}\n`);
     });
 

@@ -128,7 +128,7 @@ function compileOptions(trace: Trace, options: ScheduleOptions): CompiledOptions
 }
 
 /** A seed for one function's stream, so functions draw independently of each other. */
-function streamSeed(seed: number, functionIndex: number, stream: number): number {
+export function streamSeed(seed: number, functionIndex: number, stream: number): number {
   let h = (seed ^ Math.imul(functionIndex + 1, 0x9e3779b1) ^ Math.imul(stream, 0x85ebca6b)) >>> 0;
   h = Math.imul(h ^ (h >>> 16), 0x7feb352d) >>> 0;
   return (h ^ (h >>> 15)) >>> 0;
@@ -152,8 +152,16 @@ export function sampleIndices(count: number, n: number, random: RandomSource): n
  * 0 and each next one a gap later, the n gaps summing to 60 s (InVitro's rule).
  */
 export function minuteOffsets(n: number, iat: IatDistribution, random: RandomSource): number[] {
+  return windowOffsets(n, iat, random, MINUTE_MS);
+}
+
+/**
+ * Offsets in ms of n invocations in a window of `windowMs`, by the same rule as
+ * a trace minute's (`baton loadgen rps` uses it for its steps).
+ */
+export function windowOffsets(n: number, iat: IatDistribution, random: RandomSource, windowMs: number): number[] {
   if (n <= 0) return [];
-  if (iat === 'equidistant') return Array.from({ length: n }, (_, k) => (k * MINUTE_MS) / n);
+  if (iat === 'equidistant') return Array.from({ length: n }, (_, k) => (k * windowMs) / n);
   const gaps = new Array<number>(n);
   let total = 0;
   for (let i = 0; i < n; i++) {
@@ -167,7 +175,7 @@ export function minuteOffsets(n: number, iat: IatDistribution, random: RandomSou
   for (let i = 0; i < n; i++) {
     offsets[i] = at;
     // All draws 0 (possible only in theory) would leave total 0: spread evenly instead.
-    at += total > 0 ? ((gaps[i] ?? 0) / total) * MINUTE_MS : MINUTE_MS / n;
+    at += total > 0 ? ((gaps[i] ?? 0) / total) * windowMs : windowMs / n;
   }
   return offsets;
 }

@@ -51,12 +51,14 @@ function csvField(value: string | number | boolean): string {
   return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 }
 
-export function csvHeader(): string {
-  return CSV_COLUMNS.join(',') + '\n';
+/** The header row; `extra` columns (a mode's own, e.g. rps's step) follow CSV_COLUMNS. */
+export function csvHeader(extra: readonly string[] = []): string {
+  return [...CSV_COLUMNS, ...extra].join(',') + '\n';
 }
 
-export function csvRow(r: InvocationRecord): string {
-  return CSV_COLUMNS.map((c) => csvField(r[c])).join(',') + '\n';
+/** One row; `extra` values match csvHeader's extra columns. */
+export function csvRow(r: InvocationRecord, extra: readonly (string | number | boolean)[] = []): string {
+  return [...CSV_COLUMNS.map((c) => csvField(r[c])), ...extra.map(csvField)].join(',') + '\n';
 }
 
 /** Nearest-rank percentile of sorted values; NaN when empty. */
