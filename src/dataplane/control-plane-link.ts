@@ -13,6 +13,7 @@
 // - Reports: the data plane sends one batched periodic report; urgent
 //   reports (a request queued with no token free) go out at once, at most
 //   one in flight per function, so scaling from zero does not wait for a tick.
+import { setMaxListeners } from 'node:events';
 import { create } from '@bufbuild/protobuf';
 import type { Client } from '@connectrpc/connect';
 import type { StateSnapshot } from '../gen/baton/v1/common_pb.js';
@@ -63,6 +64,10 @@ export class ControlPlaneLink {
   registered = false;
 
   constructor(private readonly options: ControlPlaneLinkOptions) {
+    // Every call in flight listens on the one signal, and a burst of cold
+    // starts sends an urgent report per queued function at once: dozens of
+    // listeners are expected, not a leak (Node warns from 11).
+    setMaxListeners(0, this.aborter.signal);
     this.client = createRpcClient(ControlPlaneService, {
       baseUrl: options.controlPlaneUrl,
       token: options.token,
