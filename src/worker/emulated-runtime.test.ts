@@ -50,7 +50,7 @@ function refused(port: number): Promise<boolean> {
   });
 }
 
-function emulatedSpec(name: string, over: { durationMs?: number; containerConcurrency?: number; timeoutMs?: number } = {}): FunctionSpec {
+function emulatedSpec(name: string, over: { durationMs?: number; containerConcurrency?: number; timeoutMs?: number; memoryMb?: number } = {}): FunctionSpec {
   const base = functionSpec(name, []);
   return {
     ...base,
@@ -58,6 +58,7 @@ function emulatedSpec(name: string, over: { durationMs?: number; containerConcur
     ...(over.durationMs === undefined ? {} : { emulation: { durationMs: over.durationMs } }),
     scaling: { ...base.scaling, containerConcurrency: over.containerConcurrency ?? 1 },
     timeoutMs: over.timeoutMs ?? base.timeoutMs,
+    resources: { ...base.resources, memoryMb: over.memoryMb ?? base.resources.memoryMb },
   };
 }
 
@@ -98,7 +99,7 @@ describe('emulated runtime', () => {
     assert.ok(Math.abs(a.latency.totalUs - stages) <= 2, `total ${a.latency.totalUs} against stages ${stages}`);
     const reply = await send(a.port, '/anything?x=1');
     assert.equal(reply.status, 200);
-    assert.deepEqual(JSON.parse(reply.body), { sandbox: a.sandboxId, heldMs: 0, queuedMs: 0 });
+    assert.deepEqual(JSON.parse(reply.body), { sandbox: a.sandboxId, heldMs: 0, queuedMs: 0, allocatedMb: 0 });
     assert.equal((await send(b.port)).status, 200);
   });
 
@@ -217,6 +218,33 @@ describe('emulated runtime', () => {
     assert.ok(wall >= 295);
     // Burning would cost 50 × 300 ms; the clients and the HTTP exchanges cost a few ms each.
     assert.ok(cpuMs < 1500, `${cpuMs} ms of CPU for 50 requests held 300 ms`);
+  });
+
+  it('holds x-baton-emulate-mb MiB, resident, for the hold, capped at the function\'s memoryMb', async () => {
+    const sandbox = await create(runtime(), emulatedSpec('memory', { memoryMb: 96 }));
+    const before = process.memoryUsage();
+    const held = send(sandbox.port, '/', { 'x-baton-emulate-mb': '64', 'x-baton-emulate-ms': '1500' });
+    // During the hold the worker's process holds 64 MiB more, written (resident), not just reserved.
+    let peak = { arrayBuffers: 0, rss: 0 };
+    const deadline = performance.now() + 1200;
+    while (performance.now() < deadline) {
+      const m = process.memoryUsage();
+      peak = { arrayBuffers: Math.max(peak.arrayBuffers, m.arrayBuffers - before.arrayBuffers), rss: Math.max(peak.rss, m.rss - before.rss) };
+      if (peak.arrayBuffers >= 64 * 2 ** 20 && peak.rss >= 56 * 2 ** 20) break;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    assert.ok(peak.arrayBuffers >= 64 * 2 ** 20, `allocated ${peak.arrayBuffers / 2 ** 20} MiB more`);
+    assert.ok(peak.rss >= 56 * 2 ** 20, `resident ${peak.rss / 2 ** 20} MiB more`);
+    const reply = await held;
+    assert.equal(reply.status, 200);
+    assert.equal(JSON.parse(reply.body).allocatedMb, 64);
+
+    const capped = await send(sandbox.port, '/', { 'x-baton-emulate-mb': '100000' });
+    assert.equal(JSON.parse(capped.body).allocatedMb, 96, 'capped at resources.memoryMb');
+    assert.equal(JSON.parse((await send(sandbox.port)).body).allocatedMb, 0, 'none without the header');
+    const bad = await send(sandbox.port, '/', { 'x-baton-emulate-mb': '1.5' });
+    assert.equal(bad.status, 400);
+    assert.equal(JSON.parse(bad.body).code, 'INVALID_REQUEST');
   });
 
   it('answers the status x-baton-emulate-fail names, and rejects a bad one', async () => {
