@@ -66,6 +66,13 @@ test('Progress: lines mode logs plain lines; bar mode redraws in place and keeps
   assert.match(written[written.length - 2] ?? '', /100% sent 200\/200/, 'the final state is drawn');
   assert.equal(written[written.length - 1], '\n', 'and then left in place');
 
+  const narrow: string[] = [];
+  const zero = new Progress({ mode: 'bar', intervalMs: 10, log: () => undefined, terminal: { write: (t: string) => narrow.push(t), columns: 0 } });
+  zero.start(() => state());
+  zero.stop();
+  assert.ok(narrow[0]?.startsWith('\r\x1b[K'));
+  assert.match(narrow[0]?.slice(4) ?? '', /^\[[#.]+\] {2}25%/, 'a terminal of 0 columns gets 80');
+
   const silent: string[] = [];
   const none = new Progress({ mode: 'none', intervalMs: 10, log: (l) => silent.push(l) });
   none.start(() => state());

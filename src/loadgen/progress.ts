@@ -118,7 +118,9 @@ export class Progress {
   private draw(): void {
     const terminal = this.options.terminal;
     if (!terminal || !this.read) return;
-    terminal.write(CLEAR_LINE + formatProgressBar(this.read(), terminal.columns ?? 80));
+    // A pseudo-terminal may say 0 columns (script(1), some CI runners): assume 80.
+    const columns = terminal.columns !== undefined && terminal.columns > 0 ? terminal.columns : 80;
+    terminal.write(CLEAR_LINE + formatProgressBar(this.read(), columns));
     this.drawn = true;
   }
 }
