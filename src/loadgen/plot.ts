@@ -195,15 +195,16 @@ export function plotSvg(options: PlotOptions, series: readonly Series[]): string
 }
 
 /**
- * The empirical CDF of the values as step points (value, fraction ≤ value);
- * non-finite values are left out. Past maxPoints values, every k-th rank is
+ * The empirical CDF of the values as step points (value, fraction ≤ value),
+ * starting at (smallest, 0); non-finite values are left out. Past maxPoints values, every k-th rank is
  * kept (and the last), which a 720-pixel plot cannot tell apart.
  */
 export function cdfPoints(values: readonly number[], maxPoints = 2000): Point[] {
   const sorted = values.filter(Number.isFinite).sort((a, b) => a - b);
   const n = sorted.length;
   const every = Math.max(1, Math.ceil(n / maxPoints));
-  const points: Point[] = [];
+  // From 0 at the smallest value, so the first step rises from the axis.
+  const points: Point[] = n > 0 ? [[sorted[0] ?? 0, 0]] : [];
   for (let i = every - 1; i < n; i += every) points.push([sorted[i] ?? 0, (i + 1) / n]);
   if (n > 0 && (points[points.length - 1]?.[1] ?? 0) < 1) points.push([sorted[n - 1] ?? 0, 1]);
   return points;
