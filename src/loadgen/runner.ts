@@ -110,8 +110,10 @@ function functionSpec(name: string, runtime: TraceRuntime, scaling: Record<strin
     const root = packageRoot(TRACE_FUNCTION_PATH);
     spec.command = [process.execPath, `/function/${relative(root, TRACE_FUNCTION_PATH)}`];
     spec.workdir = root;
-    // A whole core: the default 100 millicores would stretch every spin tenfold.
-    spec.resources = { ...withNode, cpuMillis: 1000 };
+    // The limit is enforced here (an OOM kill past it): room for two allocations, since a
+    // dropped Buffer is freed at the next garbage collection, which may come after the next
+    // request's allocation. A whole core: the default 100 millicores would stretch every spin tenfold.
+    spec.resources = { memoryMb: Math.max(128, 2 * Math.ceil(maxMemoryMb) + 64), cpuMillis: 1000 };
   }
   return spec;
 }
