@@ -10,7 +10,13 @@ import { after, before, describe, test } from 'node:test';
 import { buildSchedule, readAzure2019Folder, type Schedule } from '../../src/loadgen/index.js';
 import { runTrace } from '../../src/loadgen/runner.js';
 import { CSV_COLUMNS } from '../../src/loadgen/summary.js';
+import { ociUnavailable } from '../../src/worker/runtimes/oci.js';
 import { fixture, startTestCluster, type TestCluster } from '../helpers/cluster.js';
+
+/** The schedule with every invocation's memory set to memoryMb. */
+function withMemory(schedule: Schedule, memoryMb: number): Schedule {
+  return { ...schedule, invocations: schedule.invocations.map((i) => ({ ...i, memoryMb })) };
+}
 
 describe('baton loadgen trace', () => {
   let c: TestCluster;
@@ -125,12 +131,6 @@ describe('baton loadgen trace', () => {
     );
   });
 
-  /** The schedule with every invocation's memory set to memoryMb. */
-  const withMemory = (schedule: Schedule, memoryMb: number): Schedule => ({
-    ...schedule,
-    invocations: schedule.invocations.map((i) => ({ ...i, memoryMb })),
-  });
-
   test('with the emulated runtime each request holds its drawn memory in the worker for its duration', async () => {
     const trace = await readAzure2019Folder(fixture('traces/azure2019-example'));
     const one = buildSchedule(trace, { seed: 7, iat: 'equidistant', sampleFunctions: 1, minutes: { from: 5, to: 6 } });
@@ -176,5 +176,29 @@ describe('baton loadgen trace', () => {
     });
     const after = await c.admin('GET', '/v1/functions');
     assert.deepEqual((after.body.functions as { name: string }[]).filter((f) => f.name.startsWith('trace-')), []);
+  });
+});
+
+const noOci = ociUnavailable('runc');
+
+describe('baton loadgen trace --runtime oci', { skip: noOci ? `needs root and runc: ${noOci}` : false }, () => {
+  let c: TestCluster;
+  before(async () => {
+    c = await startTestCluster({ worker: { runtimes: ['oci'] }, controlplane: { scalingPeriodMs: 200, metricsIntervalMs: 200, createBackoffInitialMs: 100 } });
+  });
+  after(async () => {
+    await c.close();
+  });
+
+  test('the trace function runs in a container, from Baton\'s package root bound at /function', async () => {
+    const trace = await readAzure2019Folder(fixture('traces/azure2019-example'));
+    // 2 MiB: writing memory costs ~17 ms per MiB in a container on these VMs.
+    const schedule = withMemory(buildSchedule(trace, { seed: 3, iat: 'equidistant', sampleFunctions: 1, minutes: { from: 5, to: 6 } }), 2);
+    const result = await runTrace(schedule, { api: c.apiUrl, dataPlane: c.dataPlaneUrl, runtime: 'oci', timeScale: 0.05, progressIntervalMs: 0 });
+    assert.ok(result.records.length > 0);
+    for (const r of result.records) {
+      assert.equal(r.status, 200, `${r.function} #${r.index}: ${r.status} ${r.code}`);
+      assert.ok(r.measuredDurationMs >= r.requestedDurationMs, `measured ${r.measuredDurationMs} of ${r.requestedDurationMs}`);
+    }
   });
 });
