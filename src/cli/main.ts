@@ -18,6 +18,7 @@ import { buildSchedule, IAT_DISTRIBUTIONS, readAzure2019Folder, readAzure2021Fil
 import { runTrace, TRACE_RUNTIMES, type TraceRuntime } from '../loadgen/runner.js';
 import { rateSteps, RPS_DEFAULTS, stepLengthMs } from '../loadgen/rps.js';
 import { formatColdSweep, formatRps, readBody, runColdSweep, runRps, type RpsRequest } from '../loadgen/rps-runner.js';
+import type { ProgressMode } from '../loadgen/progress.js';
 import { formatSummary } from '../loadgen/summary.js';
 import { AdminClient } from './client.js';
 import { runUp } from './up.js';
@@ -458,7 +459,7 @@ export function buildProgram(): Command {
   const loadgen = program.command('loadgen').description('load generation: replay traces or send a set rate against a cluster (see docs/loadgen.md)');
   loadgen
     .command('trace')
-    .description('replay an Azure Functions trace open-loop: deploy trace-<i> functions, send each invocation on schedule, write a CSV and a summary')
+    .description('replay an Azure Functions trace open-loop: deploy trace-<i> functions, send each invocation on schedule, write a CSV, a summary and an HTML report')
     .requiredOption('--trace <path>', 'the trace: a folder (azure2019) or a CSV file (azure2021)')
     .addOption(new Option('--format <format>', 'trace format').choices(['azure2019', 'azure2021']).default('azure2019'))
     .option('--dataplane <url>', 'data plane to send through (env BATON_DATAPLANE; default: the first the control plane lists)')
@@ -469,8 +470,10 @@ export function buildProgram(): Command {
     .option('--warmup-minutes <n>', 'first minutes of the window, replayed but left out of the summary', int, 0)
     .addOption(new Option('--runtime <runtime>', 'runtime of the deployed functions').choices([...TRACE_RUNTIMES]).default('emulated'))
     .option('--time-scale <x>', 'multiply every time and duration by x (test and debugging aid; 0.01 = 100× faster)', positive, 1)
-    .option('--out <dir>', 'where to write invocations.csv and summary.json', 'loadgen-results')
+    .option('--out <dir>', 'where to write invocations.csv, summary.json and report.html', 'loadgen-results')
     .option('--keep', 'keep the deployed functions afterwards')
+    .option('--emulate-memory', 'with --runtime emulated, make each request hold its drawn memory (x-baton-emulate-mb; off by default, see docs/loadgen.md)')
+    .addOption(new Option('--progress <mode>', 'progress on stderr (default: bar on a terminal, else lines)').choices(['bar', 'lines', 'none']))
     .action(async (o: Record<string, unknown>, cmd: Command) => {
       const g = cmd.optsWithGlobals<{ api?: string; token?: string }>();
       const path = o.trace as string;
@@ -496,9 +499,12 @@ export function buildProgram(): Command {
         timeScale,
         keep: o.keep === true,
         outDir: o.out as string,
+        emulateMemory: o.emulateMemory === true,
+        ...(o.progress === undefined ? {} : { progress: o.progress as ProgressMode }),
+        reportSubtitle: `${path} (${o.format as string}), seed ${o.seed as number}, iat ${o.iat as string}, runtime ${o.runtime as string}, time scale ${timeScale}`,
       });
       process.stdout.write(formatSummary(result.summary));
-      process.stdout.write(`\nwrote ${result.csvPath ?? '-'} and ${result.summaryPath ?? '-'}\n`);
+      process.stdout.write(`\nwrote ${result.csvPath ?? '-'}, ${result.summaryPath ?? '-'} and ${result.reportPath ?? '-'}\n`);
     });
 
   loadgen

@@ -27,6 +27,10 @@ export interface OpenLoopProgress {
   readonly sent: number;
   readonly answered: number;
   readonly total: number;
+  /** Since the first send was due, ms. */
+  readonly elapsedMs: number;
+  /** The lag of the latest send, ms. */
+  readonly lastLagMs: number;
   readonly maxLagMs: number;
 }
 
@@ -41,6 +45,11 @@ export interface OpenLoopOptions {
   readonly progressIntervalMs?: number;
   /** Called every progress interval and once at the end; default: a `sent X/Y, answered Z, max lag N ms` line to log. */
   readonly progress?: (p: OpenLoopProgress) => void;
+  /**
+   * Given once, as sending starts, a reader of the progress so far, for a
+   * caller that draws its progress itself (then set progressIntervalMs 0).
+   */
+  readonly watch?: (read: () => OpenLoopProgress) => void;
   /**
    * Sandboxes already seen, as `function/sandbox`: an answer from one of them
    * is never a cold start. Shared across calls when a run sends in several parts.
@@ -77,6 +86,7 @@ export async function sendOpenLoop(
   let sent = 0;
   let answered = 0;
   let maxLag = 0;
+  let lastLag = 0;
   let lastWarning = -Infinity;
 
   const send = async (r: InvocationRecord): Promise<void> => {
@@ -121,10 +131,18 @@ export async function sendOpenLoop(
   const intervalMs = options.progressIntervalMs ?? 1000;
   const report =
     options.progress ?? ((p: OpenLoopProgress) => log(`sent ${p.sent}/${p.total}, answered ${p.answered}, max lag ${Math.round(p.maxLagMs)} ms`));
-  const snapshot = (): OpenLoopProgress => ({ sent, answered, total: records.length, maxLagMs: maxLag });
+  const snapshot = (): OpenLoopProgress => ({
+    sent,
+    answered,
+    total: records.length,
+    elapsedMs: performance.now() - start,
+    lastLagMs: lastLag,
+    maxLagMs: maxLag,
+  });
   const inFlight: Promise<void>[] = [];
   const progress = intervalMs > 0 ? setInterval(() => report(snapshot()), intervalMs) : undefined;
   start = performance.now();
+  options.watch?.(snapshot);
   try {
     let next = 0;
     while (next < records.length) {
@@ -141,6 +159,7 @@ export async function sendOpenLoop(
         next++;
         if (r === undefined) continue;
         const lag = performance.now() - start - r.scheduledMs;
+        lastLag = lag;
         if (lag > maxLag) maxLag = lag;
         if (lag > LAG_WARNING_MS && performance.now() - lastWarning > 1000) {
           lastWarning = performance.now();

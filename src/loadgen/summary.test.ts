@@ -1,26 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { csvHeader, csvRow, geometricMean, percentile, summarise, type InvocationRecord } from './summary.js';
+import { csvHeader, csvRow, geometricMean, percentile, summarise } from './summary.js';
+import { invocationRecord } from './test-support.js';
 
-function rec(over: Partial<InvocationRecord>): InvocationRecord {
-  return {
-    index: 0,
-    function: 'trace-0',
-    scheduledMs: 0,
-    sentMs: 0,
-    responseMs: 10,
-    status: 200,
-    code: '',
-    requestedDurationMs: 10,
-    measuredDurationMs: 10,
-    memoryMb: 128,
-    coldStart: false,
-    queueMs: 0,
-    sandbox: 'sb-1',
-    warmup: false,
-    ...over,
-  };
-}
+const rec = invocationRecord;
 
 test('percentile is nearest-rank; geometric mean', () => {
   const s = Array.from({ length: 100 }, (_, i) => i + 1);

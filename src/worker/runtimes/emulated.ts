@@ -17,7 +17,18 @@
 // A request is answered from the worker's event loop, with a timer and no
 // CPU burnt: GET /health at once; anything else after the hold (the
 // x-baton-emulate-ms header, capped at the function's timeoutMs, or else
-// emulation.durationMs, or 0), with 200 and {"sandbox","heldMs","queuedMs"}.
+// emulation.durationMs, or 0), with 200 and
+// {"sandbox","heldMs","queuedMs","allocatedMb"}.
+// x-baton-emulate-mb: <MiB> makes the hold use memory as the function would:
+// that many MiB (capped at the function's resources.memoryMb) are allocated
+// in the worker's process when the hold begins, every page written so the
+// memory is resident, and dropped when it ends. This costs the worker real
+// memory and the CPU of the page faults, which is the point: a trace replay
+// on emulated nodes then loads the machine's memory as the trace did. The
+// pages are written a slice at a time between other events (a page fault
+// costs ~50 µs on these VMs, so 200 MiB would otherwise stop every emulated
+// node of the process for 2.5 s); the answer waits for both the hold and the
+// writing, as a real function's allocation counts in its time.
 // With containerConcurrency > 0 at most that many requests are held at once;
 // more wait in a FIFO inside the sandbox, as they would in front of a
 // single-threaded function (the data plane should not send them, but a
@@ -41,6 +52,7 @@ import { startDelaySampler, type StartDelayConfig, type StartDelaySampler } from
 
 export const EMULATE_MS_HEADER = 'x-baton-emulate-ms';
 export const EMULATE_FAIL_HEADER = 'x-baton-emulate-fail';
+export const EMULATE_MB_HEADER = 'x-baton-emulate-mb';
 
 export interface EmulatedRuntimeOptions {
   /** The worker's bind host: every sandbox listens there. */
@@ -60,6 +72,11 @@ const KEEP_ALIVE_TIMEOUT_MS = 65_000;
 /** x-baton-emulate-ms: whole milliseconds, digits only (the function's timeoutMs caps the value). */
 const HOLD_MS_PATTERN = /^\d{1,9}$/;
 const FAIL_STATUS_PATTERN = /^[2-5]\d\d$/;
+/** x-baton-emulate-mb: whole MiB, digits only (the function's memoryMb caps the value). */
+const MEMORY_MB_PATTERN = /^\d{1,9}$/;
+const PAGE_BYTES = 4096;
+/** Pages written per turn of the event loop: 1 MiB, ~0.3–12 ms of page faults. */
+const TOUCH_SLICE_BYTES = 1024 * 1024;
 const HEALTH_BODY = '{"status":"ok"}';
 
 export class EmulatedRuntime implements SandboxRuntime {
@@ -179,6 +196,10 @@ interface Held {
   readonly res: http.ServerResponse;
   readonly holdMs: number;
   readonly failWith: number | 'crash' | undefined;
+  /** MiB to hold while the hold lasts (already capped). */
+  readonly memoryMb: number;
+  /** The held memory, from begin() until the answer or abandonment. */
+  memory: Buffer | undefined;
   readonly arrivedAt: number;
   startedAt: number;
   timer: NodeJS.Timeout | undefined;
@@ -203,6 +224,7 @@ class EmulatedSandbox implements RuntimeSandbox {
   private readonly concurrency: number;
   private readonly defaultHoldMs: number;
   private readonly maxHoldMs: number;
+  private readonly maxMemoryMb: number;
   /** The start of every answer's body, built once. */
   private readonly bodyHead: string;
   private active = 0;
@@ -222,6 +244,7 @@ class EmulatedSandbox implements RuntimeSandbox {
     this.concurrency = spec.scaling.containerConcurrency;
     this.defaultHoldMs = Math.min(spec.emulation?.durationMs ?? 0, spec.timeoutMs);
     this.maxHoldMs = spec.timeoutMs;
+    this.maxMemoryMb = spec.resources.memoryMb;
     this.bodyHead = `{"sandbox":${JSON.stringify(sandboxId)},"heldMs":`;
     this.exited = new Promise((resolve) => (this.settleExit = resolve));
     this.server = net.createServer({ noDelay: true, allowHalfOpen: true }, (socket) => this.accept(socket));
@@ -268,12 +291,20 @@ class EmulatedSandbox implements RuntimeSandbox {
     }
     const holdHeader = req.headers[EMULATE_MS_HEADER];
     const failHeader = req.headers[EMULATE_FAIL_HEADER];
+    const memoryHeader = req.headers[EMULATE_MB_HEADER];
     let holdMs = this.defaultHoldMs;
     if (holdHeader !== undefined) {
       if (typeof holdHeader !== 'string' || !HOLD_MS_PATTERN.test(holdHeader)) {
         return badRequest(req, res, `${EMULATE_MS_HEADER}: expected a whole number of milliseconds, got ${JSON.stringify(holdHeader)}`);
       }
       holdMs = Math.min(Number(holdHeader), this.maxHoldMs);
+    }
+    let memoryMb = 0;
+    if (memoryHeader !== undefined) {
+      if (typeof memoryHeader !== 'string' || !MEMORY_MB_PATTERN.test(memoryHeader)) {
+        return badRequest(req, res, `${EMULATE_MB_HEADER}: expected a whole number of MiB, got ${JSON.stringify(memoryHeader)}`);
+      }
+      memoryMb = Math.min(Number(memoryHeader), this.maxMemoryMb);
     }
     let failWith: Held['failWith'];
     if (failHeader !== undefined) {
@@ -285,6 +316,8 @@ class EmulatedSandbox implements RuntimeSandbox {
       res,
       holdMs,
       failWith,
+      memoryMb,
+      memory: undefined,
       arrivedAt: performance.now(),
       startedAt: 0,
       timer: undefined,
@@ -310,8 +343,18 @@ class EmulatedSandbox implements RuntimeSandbox {
   private begin(held: Held): void {
     this.active++;
     held.startedAt = performance.now();
-    if (held.holdMs === 0) this.holdOver(held);
-    else held.timer = setTimeout(() => this.holdOver(held), held.holdMs);
+    // The hold is over when its time has passed and its memory is written, whichever is last.
+    let pending = held.memoryMb > 0 ? 2 : 1;
+    const partDone = (): void => {
+      if (--pending === 0) this.holdOver(held);
+    };
+    if (held.memoryMb > 0) {
+      const memory = Buffer.allocUnsafeSlow(held.memoryMb * 1024 * 1024);
+      held.memory = memory;
+      touchInSlices(memory, () => held.memory !== memory, partDone);
+    }
+    if (held.holdMs === 0) partDone();
+    else held.timer = setTimeout(partDone, held.holdMs);
   }
 
   private holdOver(held: Held): void {
@@ -323,6 +366,7 @@ class EmulatedSandbox implements RuntimeSandbox {
   private answer(held: Held): void {
     if (held.settled) return;
     held.settled = true;
+    held.memory = undefined;
     this.release();
     if (held.failWith === 'crash') {
       this.crash(held.holdMs);
@@ -330,13 +374,14 @@ class EmulatedSandbox implements RuntimeSandbox {
     }
     const { res } = held;
     if (this.state === 'STOPPING') res.shouldKeepAlive = false;
-    const body = `${this.bodyHead}${held.holdMs},"queuedMs":${Math.round(held.startedAt - held.arrivedAt)}}`;
+    const body = `${this.bodyHead}${held.holdMs},"queuedMs":${Math.round(held.startedAt - held.arrivedAt)},"allocatedMb":${held.memoryMb}}`;
     res.writeHead(held.failWith ?? 200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
     res.end(body);
   }
 
   private abandon(held: Held): void {
     held.settled = true;
+    held.memory = undefined;
     if (held.timer !== undefined) clearTimeout(held.timer);
     // Still queued: it never took a slot. The queue skips settled entries.
     if (held.startedAt === 0) return;
@@ -426,6 +471,23 @@ function badRequest(req: http.IncomingMessage, res: http.ServerResponse, message
   const body = JSON.stringify({ code: 'INVALID_REQUEST', message });
   res.writeHead(400, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
   res.end(body);
+}
+
+/**
+ * Writes one byte per page, so that the kernel really backs the memory, a
+ * slice per turn of the event loop; calls done after the last page, or never
+ * once dropped() says the request let the memory go.
+ */
+function touchInSlices(memory: Buffer, dropped: () => boolean, done: () => void): void {
+  let offset = 0;
+  const slice = (): void => {
+    if (dropped()) return;
+    const end = Math.min(memory.length, offset + TOUCH_SLICE_BYTES);
+    for (; offset < end; offset += PAGE_BYTES) memory[offset] = 1;
+    if (offset >= memory.length) done();
+    else setImmediate(slice);
+  };
+  slice();
 }
 
 function deletedWhileStarting(sandboxId: string): BatonError {
