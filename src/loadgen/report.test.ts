@@ -65,7 +65,9 @@ test('the report is one self-contained HTML page with the summary and the four p
   }
   // The summary: percentiles, cold-start fraction, failures by code, rates.
   assert.match(html, /<tr><th>latency<\/th><td>30\.0<\/td><td>400\.0<\/td><td>400\.0<\/td><td>400\.0<\/td><\/tr>/);
-  assert.match(html, /<tr><th>scheduling latency<\/th><td>1\.0<\/td>/);
+  // Dirigent's scheduling latency (response − execution) and the sender's own lag.
+  assert.match(html, /<tr><th>scheduling latency<\/th><td>20\.0<\/td>/);
+  assert.match(html, /<tr><th>send lag<\/th><td>1\.0<\/td>/);
   assert.match(html, /33\.3% of measured invocations/);
   assert.match(html, /503 QUEUE_FULL: 1/);
   assert.match(html, /3\.00\/s achieved of 3\.00\/s scheduled/);

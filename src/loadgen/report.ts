@@ -87,6 +87,7 @@ function summaryTables(s: Summary): string {
     '<tr><th>ms</th><th>p50</th><th>p90</th><th>p99</th><th>max</th></tr>',
     percentileRow('latency', s.latencyMs),
     percentileRow('scheduling latency', s.schedulingLatencyMs),
+    percentileRow('send lag', s.sendLagMs),
     '</table>',
     '<table class="functions">',
     '<tr><th>function</th><th>invocations</th><th>ok</th><th>cold</th><th>slowdown</th></tr>',
