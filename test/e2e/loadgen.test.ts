@@ -147,7 +147,10 @@ describe('baton loadgen trace', () => {
     } finally {
       clearInterval(sampler);
     }
-    assert.ok(peak >= 64 * 2 ** 20, `${(peak / 2 ** 20).toFixed(1)} MiB more at the peak`);
+    // 48, not 64: other buffers of this process (the cluster's, undici's) may be
+    // collected during the hold and lower the baseline; a run without the
+    // allocation stays near 0.
+    assert.ok(peak >= 48 * 2 ** 20, `${(peak / 2 ** 20).toFixed(1)} MiB more at the peak`);
   });
 
   test('replays on the node runtime with the built-in handler', async () => {
