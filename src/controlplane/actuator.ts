@@ -310,6 +310,13 @@ export class Actuator {
       fn.spec.name,
     );
     this.traceCreation(fn, worker, record, { decidedAtMs, placementUs, createRpcUs, latency, propagationUs: usSince(propagating) });
+    if (fn.deleted && fn.sandboxes.get(record.id) === record) {
+      // The function was deleted while its endpoint propagated: the DELETE skipped this sandbox (an operation
+      // was in flight on it) and waits for it to go, so drain and delete it here, or it would outlive its function.
+      record.phase = 'draining';
+      await this.drainThenDelete(fn, record);
+      return;
+    }
     this.reconcile(fn);
   }
 
