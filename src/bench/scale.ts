@@ -123,7 +123,28 @@ async function runPoint(client: AdminClient, o: ScaleBenchOptions, size: number)
   if (nodeIds.length === 0) throw new BatonError('NO_WORKERS', 'no ready worker offers the emulated runtime: start the cluster with --emulate N, or use --local');
   const { dataPlanes } = await client.call<{ dataPlanes: DataPlaneInfo[] }>('GET', '/v1/dataplanes');
   if (dataPlanes.length === 0) throw new BatonError('PEER_UNAVAILABLE', 'no data plane is registered with the control plane');
+  // The cluster's control plane must keep creation records (an older Baton does not): ask before creating anything.
+  await client.call('GET', `/v1/creations?since=${Date.now()}`);
   const prefix = `bench-${o.test.slice('scale-'.length)}-${size}-${Date.now().toString(36)}-`;
+  try {
+    const point = await measurePoint(client, o, size, prefix, nodeIds, dataPlanes);
+    await cleanUp(client, o, prefix);
+    return point;
+  } catch (err) {
+    // Whatever failed, leave nothing of ours behind on the cluster; the first error is the one to report.
+    await cleanUp(client, o, prefix).catch(() => undefined);
+    throw err;
+  }
+}
+
+async function measurePoint(
+  client: AdminClient,
+  o: ScaleBenchOptions,
+  size: number,
+  prefix: string,
+  nodeIds: readonly string[],
+  dataPlanes: readonly DataPlaneInfo[],
+): Promise<ScalePoint> {
   const requestedAt = new Map<string, number>();
   let sandboxes: number;
   let functions: number;
@@ -162,7 +183,6 @@ async function runPoint(client: AdminClient, o: ScaleBenchOptions, size: number)
       break;
     }
     if (Date.now() > deadline) {
-      await cleanUp(client, o, prefix, [...requestedAt.keys()]);
       throw new BatonError('BENCH_TIMEOUT', `${o.test} N=${size}: ${ready}/${sandboxes} ready and ${visible} visible on every data plane after ${o.timeoutMs} ms`);
     }
     await sleep(o.pollMs);
@@ -187,7 +207,6 @@ async function runPoint(client: AdminClient, o: ScaleBenchOptions, size: number)
     perNode = { min: Math.min(...counts.values()), max: Math.max(...counts.values()) };
   }
 
-  await cleanUp(client, o, prefix, [...requestedAt.keys()]);
   const lastAckSeconds = (lastAckMs - startMs) / 1000;
   return {
     test: o.test,
@@ -238,8 +257,10 @@ async function minVisible(dataPlanes: readonly DataPlaneInfo[], mine: (fn: strin
   return Math.min(...counts);
 }
 
-/** Deletes the point's functions and waits until the control plane and every data plane have forgotten them. */
-async function cleanUp(client: AdminClient, o: ScaleBenchOptions, prefix: string, names: readonly string[]): Promise<void> {
+/** Deletes the point's functions (by their prefix) and waits until the control plane and every data plane have forgotten them. */
+async function cleanUp(client: AdminClient, o: ScaleBenchOptions, prefix: string): Promise<void> {
+  const listed = await client.call<{ functions: { name: string }[] }>('GET', '/v1/functions');
+  const names = listed.functions.map((f) => f.name).filter((n) => n.startsWith(prefix));
   await inBatches(names, o.batch, async (name) => {
     try {
       await client.call('DELETE', `/v1/functions/${encodeURIComponent(name)}`);

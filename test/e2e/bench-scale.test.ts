@@ -10,6 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import type { CreationRecord } from '../../src/controlplane/creation-trace.js';
 import { runScaleBench, type ScaleBenchOptions } from '../../src/bench/scale.js';
 import { STAGES, type ScalePoint } from '../../src/bench/stats.js';
+import { BatonError } from '../../src/shared/errors.js';
 import { startTestCluster, waitFor, type TestCluster } from '../helpers/cluster.js';
 
 const COMMON = { perNode: 2, batch: 5, pollMs: 50, timeoutMs: 60_000 } satisfies Partial<ScaleBenchOptions>;
@@ -68,6 +69,14 @@ describe('baton bench scale', () => {
     assert.ok(p);
     checkPoint(p, { sandboxes: 10, functions: 1, nodes: 5 });
     assert.ok(p.perNode && p.perNode.min >= 0 && p.perNode.max >= 2 && p.perNode.max <= 10, JSON.stringify(p.perNode));
+  });
+
+  test('a point that times out fails with BENCH_TIMEOUT, saying how far it got, and leaves nothing behind', async () => {
+    await assert.rejects(
+      runScaleBench({ ...COMMON, timeoutMs: 1, test: 'scale-sandboxes', sizes: [20], api: c.apiUrl }),
+      (err: unknown) => err instanceof BatonError && err.code === 'BENCH_TIMEOUT' && /scale-sandboxes N=20: \d+\/20 ready/.test(err.message),
+    );
+    assert.deepEqual(await benchFunctionsLeft(), []);
   });
 
   test('GET /v1/creations: every creation since a time, of one function or all; a bad time is a 400', async () => {
