@@ -2,8 +2,8 @@
 // The `baton` command: `up` (a whole cluster on this machine), the component
 // daemons, and the user verbs that talk to the admin API. Errors print their
 // stable code and message and exit non-zero.
-import { Command, InvalidArgumentError, Option } from 'commander';
-import { readFileSync } from 'node:fs';
+import { Argument, Command, InvalidArgumentError, Option } from 'commander';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parse as parseYaml, stringify as toYaml } from 'yaml';
 import { request } from 'undici';
@@ -20,6 +20,8 @@ import { rateSteps, RPS_DEFAULTS, stepLengthMs } from '../loadgen/rps.js';
 import { formatColdSweep, formatRps, readBody, runColdSweep, runRps, type RpsRequest } from '../loadgen/rps-runner.js';
 import type { ProgressMode } from '../loadgen/progress.js';
 import { formatSummary } from '../loadgen/summary.js';
+import { runScaleBench } from '../bench/scale.js';
+import { formatScaleReport, parseSizeList, SCALE_TESTS, type ScaleTest } from '../bench/stats.js';
 import { AdminClient } from './client.js';
 import { runUp } from './up.js';
 
@@ -593,6 +595,50 @@ export function buildProgram(): Command {
       });
       process.stdout.write(formatRps(result));
       process.stdout.write(`\nwrote ${result.csvPath ?? '-'} and ${result.summaryPath ?? '-'}\n`);
+    });
+
+  const bench = program.command('bench').description('benchmarks of a cluster (see docs/benchmarks.md)');
+  bench
+    .command('scale')
+    .description(
+      "Kubedirect's scale microbenchmarks on the emulated runtime: time until every sandbox is ready and routable on every data plane, " +
+        'stage breakdown, creations per second',
+    )
+    .addArgument(new Argument('<test>', 'which test').choices([...SCALE_TESTS]))
+    .option('--sandboxes <list>', 'scale-sandboxes: sandbox counts, e.g. 100,1000,5000', '100,1000')
+    .option('--functions <list>', 'scale-functions: function counts, e.g. 100,1000', '100,1000')
+    .option('--nodes <list>', 'scale-nodes: node counts, e.g. 100,500 (with --api: the nodes the cluster has)', '100')
+    .option('--per-node <k>', 'scale-nodes: sandboxes per node', int, 10)
+    .option('--local', 'start an in-process cluster with emulated nodes (store in a temporary directory) instead of using --api')
+    .option('--local-nodes <n>', 'with --local, emulated nodes for scale-sandboxes and scale-functions', int, 20)
+    .option('--batch <n>', 'scale-functions: deployments in flight at once; also deletions', int, 50)
+    .option('--poll-ms <ms>', 'how often to poll the control plane and the data planes', int, 100)
+    .option('--timeout-s <s>', 'per point, for the sandboxes to be ready and visible, and again for them to be gone', positive, 300)
+    .addOption(new Option('--log-level <level>', 'with --local, the cluster log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'silent']).default('error'))
+    .option('--out <file>', 'also write the points as JSON')
+    .action(async (test: ScaleTest, o: Record<string, unknown>, cmd: Command) => {
+      const g = cmd.optsWithGlobals<{ api?: string; token?: string }>();
+      const list = { 'scale-sandboxes': '--sandboxes', 'scale-functions': '--functions', 'scale-nodes': '--nodes' }[test];
+      const sizes = parseSizeList(o[list.slice(2)] as string, list);
+      if ((o.perNode as number) < 1) throw new BatonError('INVALID_REQUEST', '--per-node must be at least 1');
+      const points = await runScaleBench({
+        test,
+        sizes,
+        perNode: o.perNode as number,
+        batch: Math.max(1, o.batch as number),
+        api: g.api,
+        token: g.token,
+        local: o.local === true ? { nodes: Math.max(1, o.localNodes as number), logLevel: o.logLevel as string } : undefined,
+        pollMs: Math.max(1, o.pollMs as number),
+        timeoutMs: (o.timeoutS as number) * 1000,
+        progress: (line) => process.stderr.write(`${line}\n`),
+      });
+      process.stdout.write(formatScaleReport(points));
+      if (typeof o.out === 'string') {
+        mkdirSync(dirname(resolve(o.out)), { recursive: true });
+        writeFileSync(o.out, JSON.stringify({ test, at: new Date().toISOString(), points }, null, 2) + '\n');
+        process.stdout.write(`\nwrote ${o.out}\n`);
+      }
     });
 
   return program;

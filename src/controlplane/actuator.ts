@@ -41,7 +41,7 @@ import { sandboxId } from '../shared/ids.js';
 import type { Logger } from '../shared/logging.js';
 import { fromRpcError } from '../shared/rpc.js';
 import { toFunctionSpecMessage } from '../shared/spec.js';
-import { ColdStartTrace, RECENT_CREATIONS, type CreationRecord } from './creation-trace.js';
+import { ColdStartTrace, CreationLog, RECENT_CREATIONS, type CreationRecord } from './creation-trace.js';
 import { isLive, type FunctionState, type SandboxRecord } from './function-state.js';
 import type { DataPlaneMember, Membership, WorkerMember } from './membership.js';
 import { explainNoFit, type PlacementCandidate, type PlacementPolicy } from './placement/index.js';
@@ -70,6 +70,8 @@ export class Actuator {
   private readonly inOperation = new Set<string>();
   /** The latest epoch handed out. */
   private lastEpoch = 0n;
+  /** Every function's latest creations, for `GET /v1/creations`. */
+  readonly creations = new CreationLog();
 
   constructor(
     private readonly config: ControlPlaneConfig,
@@ -112,10 +114,11 @@ export class Actuator {
         return;
       }
       for (let i = 0; i < gap; i++) {
+        const decidedAtMs = Date.now();
         const t0 = performance.now();
         const placed = this.place(fn);
         if (!placed) break;
-        void this.startSandbox(fn, placed.worker, placed.record, Math.round((performance.now() - t0) * 1000));
+        void this.startSandbox(fn, placed.worker, placed.record, decidedAtMs, Math.round((performance.now() - t0) * 1000));
       }
     } else if (gap < 0) {
       // Starts go first, newest first: they serve nobody yet, and draining a
@@ -240,16 +243,21 @@ export class Actuator {
     fn.retryTimer.unref();
   }
 
-  private async startSandbox(fn: FunctionState, worker: WorkerMember, record: SandboxRecord, placementUs: number): Promise<void> {
+  private async startSandbox(fn: FunctionState, worker: WorkerMember, record: SandboxRecord, decidedAtMs: number, placementUs: number): Promise<void> {
     this.inOperation.add(record.id);
     try {
-      await this.createAndRoute(fn, worker, record, placementUs);
+      await this.createAndRoute(fn, worker, record, { decidedAtMs, placementUs });
     } finally {
       this.inOperation.delete(record.id);
     }
   }
 
-  private async createAndRoute(fn: FunctionState, worker: WorkerMember, record: SandboxRecord, placementUs: number): Promise<void> {
+  private async createAndRoute(
+    fn: FunctionState,
+    worker: WorkerMember,
+    record: SandboxRecord,
+    { decidedAtMs, placementUs }: { decidedAtMs: number; placementUs: number },
+  ): Promise<void> {
     const spec = fn.spec;
     const started = performance.now();
     let address: string;
@@ -265,7 +273,7 @@ export class Actuator {
     } catch (err) {
       this.untrack(fn, record);
       const e = fromRpcError(err, `worker ${worker.id}`);
-      this.traceCreation(fn, worker, record, { placementUs, createRpcUs: usSince(started), latency, error: e.message });
+      this.traceCreation(fn, worker, record, { decidedAtMs, placementUs, createRpcUs: usSince(started), latency, error: e.message });
       if (e.code === 'PEER_UNAVAILABLE') {
         // A create lost on the wire may still have started the sandbox: delete it (idempotent) so it cannot leak.
         void this.deleteOnWorker(worker, record.id);
@@ -301,7 +309,14 @@ export class Actuator {
       dp.client.addEndpoints({ function: spec.name, endpoints: [this.endpointOf(spec.name, record)], change }),
       fn.spec.name,
     );
-    this.traceCreation(fn, worker, record, { placementUs, createRpcUs, latency, propagationUs: usSince(propagating) });
+    this.traceCreation(fn, worker, record, { decidedAtMs, placementUs, createRpcUs, latency, propagationUs: usSince(propagating) });
+    if (fn.deleted && fn.sandboxes.get(record.id) === record) {
+      // The function was deleted while its endpoint propagated: the DELETE skipped this sandbox (an operation
+      // was in flight on it) and waits for it to go, so drain and delete it here, or it would outlive its function.
+      record.phase = 'draining';
+      await this.drainThenDelete(fn, record);
+      return;
+    }
     this.reconcile(fn);
   }
 
@@ -310,12 +325,20 @@ export class Actuator {
     fn: FunctionState,
     worker: WorkerMember,
     record: SandboxRecord,
-    t: { placementUs: number; createRpcUs: number; latency: SandboxLatencyBreakdown | undefined; propagationUs?: number; error?: string },
+    t: {
+      decidedAtMs: number;
+      placementUs: number;
+      createRpcUs: number;
+      latency: SandboxLatencyBreakdown | undefined;
+      propagationUs?: number;
+      error?: string;
+    },
   ): void {
     const l = t.latency;
     const propagationUs = t.propagationUs ?? 0;
     const entry: CreationRecord = {
       atMs: Date.now(),
+      decidedAtMs: t.decidedAtMs,
       function: fn.spec.name,
       sandboxId: record.id,
       workerId: worker.id,
@@ -336,6 +359,7 @@ export class Actuator {
     };
     fn.recentCreations.push(entry);
     if (fn.recentCreations.length > RECENT_CREATIONS) fn.recentCreations.shift();
+    this.creations.push(entry);
     this.trace?.write(entry);
   }
 

@@ -12,6 +12,7 @@ import type * as http2 from 'node:http2';
 import { BatonError, toBatonError } from '../shared/errors.js';
 import type { Logger } from '../shared/logging.js';
 import { sendError, sendJson } from '../shared/rpc.js';
+import type { CreationRecord } from './creation-trace.js';
 import { DIRIGENT_REGISTRATION_PATHS, dirigentAnswer, dirigentSpec } from './dirigent-registration.js';
 
 type Req = http.IncomingMessage | http2.Http2ServerRequest;
@@ -26,6 +27,7 @@ export interface AdminBackend {
   deleteFunction(name: string): Promise<void>;
   listWorkers(): Record<string, unknown>[];
   listDataPlanes(): Record<string, unknown>[];
+  listCreations(sinceMs: number, fn: string | undefined): { creations: CreationRecord[]; complete: boolean };
 }
 
 export interface AdminApiOptions {
@@ -37,6 +39,14 @@ export interface AdminApiOptions {
 }
 
 const FUNCTION_PATH = /^\/v1\/functions\/([^/]+)$/;
+
+/** `since` of GET /v1/creations: Unix milliseconds or an ISO 8601 time; absent, everything kept. */
+export function parseSince(value: string | null): number {
+  if (value === null || value === '') return 0;
+  const ms = /^\d+(\.\d+)?$/.test(value) ? Number(value) : Date.parse(value);
+  if (!Number.isFinite(ms)) throw new BatonError('INVALID_REQUEST', `since=${value}: expected Unix milliseconds or an ISO 8601 time`);
+  return ms;
+}
 
 /** Reads a whole body, answering 413 past the limit. */
 async function readBody(req: Req, maxBytes: number): Promise<Buffer> {
@@ -122,6 +132,10 @@ export function createAdminHandler(backend: AdminBackend, options: AdminApiOptio
     }
     if (path === '/v1/workers' && method === 'GET') return sendJson(res, 200, { workers: backend.listWorkers() });
     if (path === '/v1/dataplanes' && method === 'GET') return sendJson(res, 200, { dataPlanes: backend.listDataPlanes() });
+    if (path === '/v1/creations' && method === 'GET') {
+      const fn = url.searchParams.get('function');
+      return sendJson(res, 200, backend.listCreations(parseSince(url.searchParams.get('since')), fn === null || fn === '' ? undefined : fn));
+    }
     throw new BatonError('NOT_FOUND', `no route for ${method} ${path}`);
   };
 

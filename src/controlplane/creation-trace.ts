@@ -13,6 +13,12 @@ import type { Logger } from '../shared/logging.js';
 /** One sandbox creation, in microseconds. */
 export interface CreationRecord {
   readonly atMs: number;
+  /**
+   * When the actuator decided to start this sandbox and began placing it
+   * (wall clock, as atMs): a benchmark subtracts its request time from it to
+   * get the decision stage.
+   */
+  readonly decidedAtMs: number;
   readonly function: string;
   readonly sandboxId: string;
   readonly workerId: string;
@@ -40,6 +46,52 @@ export interface CreationRecord {
 
 /** How many creations `describe` keeps per function. */
 export const RECENT_CREATIONS = 10;
+
+/**
+ * How many creations the control plane keeps for `GET /v1/creations`, across
+ * functions: enough for a scale benchmark's 5,000 sandboxes many times over,
+ * and about 40 MB at worst.
+ */
+export const CREATION_LOG_CAPACITY = 100_000;
+
+/**
+ * The latest creations of every function, oldest first, in a ring: a
+ * benchmark reads all those since its request, which `describe`'s
+ * RECENT_CREATIONS per function cannot give.
+ */
+export class CreationLog {
+  private readonly ring: CreationRecord[] = [];
+  private next = 0;
+  private droppedAtMs = -Infinity;
+
+  constructor(readonly capacity = CREATION_LOG_CAPACITY) {}
+
+  push(r: CreationRecord): void {
+    if (this.ring.length < this.capacity) {
+      this.ring.push(r);
+      return;
+    }
+    // Full: overwrite the oldest, and remember until when the log is no longer whole.
+    this.droppedAtMs = Math.max(this.droppedAtMs, (this.ring[this.next] as CreationRecord).atMs);
+    this.ring[this.next] = r;
+    this.next = (this.next + 1) % this.capacity;
+  }
+
+  /**
+   * The creations that finished at or after `sinceMs`, oldest first, of one
+   * function or all; `complete` is false when some of them were already
+   * overwritten.
+   */
+  since(sinceMs: number, fn?: string): { records: CreationRecord[]; complete: boolean } {
+    const records: CreationRecord[] = [];
+    const n = this.ring.length;
+    for (let i = 0; i < n; i++) {
+      const r = this.ring[(this.next + i) % n] as CreationRecord;
+      if (r.atMs >= sinceMs && (fn === undefined || r.function === fn)) records.push(r);
+    }
+    return { records, complete: this.droppedAtMs < sinceMs };
+  }
+}
 
 /** Dirigent's columns first, in its order, then Baton's. Times in microseconds. */
 export const COLD_START_CSV_COLUMNS = [

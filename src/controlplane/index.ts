@@ -29,7 +29,7 @@ import { parseFunctionSpec, patchFunctionSpec, toFunctionSpecMessage } from '../
 import { openStore, type ClusterStore } from '../store/index.js';
 import { Actuator } from './actuator.js';
 import { createAdminHandler, type AdminBackend } from './admin-api.js';
-import { ColdStartTrace } from './creation-trace.js';
+import { ColdStartTrace, type CreationRecord } from './creation-trace.js';
 import { LeaderElection, type LeadershipState } from './leader.js';
 import { describeFunction, isLive, newFunctionState, summarizeFunction, totalLoad, type FunctionState } from './function-state.js';
 import { Membership, type WorkerMember } from './membership.js';
@@ -591,6 +591,12 @@ export class ControlPlane implements AdminBackend {
       registeredAt: new Date(d.registeredAtMs).toISOString(),
       lastSeen: new Date(d.lastSeenMs).toISOString(),
     }));
+  }
+
+  /** The creations that finished since then, of every function or one, oldest first (GET /v1/creations). */
+  listCreations(sinceMs: number, fn: string | undefined): { creations: CreationRecord[]; complete: boolean } {
+    const { records, complete } = this.actuator.creations.since(sinceMs, fn);
+    return { creations: records, complete };
   }
 
   /** How many workers are ready and data planes registered (`baton up` waits for one of each). */

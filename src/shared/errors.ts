@@ -35,6 +35,7 @@ export const ERROR_CODES = {
   PEER_UNAVAILABLE: { status: 503, summary: 'A peer component (worker, data plane, control plane) could not be reached.' },
   NOT_LEADER: { status: 503, summary: 'This control-plane replica is a follower: calls go to the leader (admin calls are redirected to it when it is known).' },
   TRACE_INVALID: { status: 400, summary: 'A workload trace file is malformed; the message names the file, the line and the column.' },
+  BENCH_TIMEOUT: { status: 504, summary: 'A benchmark waited longer than its timeout for the cluster to reach a state (all sandboxes ready, or gone).' },
   CONFIG_INVALID: { status: 400, summary: 'A configuration file or flag breaks a rule; the message names the key.' },
   STORE_UNAVAILABLE: { status: 503, summary: 'The cluster store (Redis) cannot be reached; writes fail until it is back, and the control plane reconnects by itself.' },
   STORE_ERROR: { status: 500, summary: 'The cluster store failed to read or write.' },
