@@ -76,7 +76,7 @@ export class ChainMemory {
   private readonly slotsOffset: number;
   /** Per-slot views, made once. */
   private readonly headers: Int32Array[] = [];
-  private readonly bytes: Uint8Array[] = [];
+  private readonly bytes: Buffer[] = [];
 
   /** Makes a new, empty chain memory with a fresh pool id. */
   static create(options: ChainMemoryOptions): ChainMemory {
@@ -131,7 +131,7 @@ export class ChainMemory {
     for (let s = 0; s < this.slots; s++) {
       const at = this.slotsOffset + s * this.slotBytes;
       this.headers.push(new Int32Array(buffer, at, SLOT_HEADER_BYTES / 4));
-      this.bytes.push(new Uint8Array(buffer, at + SLOT_HEADER_BYTES, this.slotBytes - SLOT_HEADER_BYTES));
+      this.bytes.push(Buffer.from(buffer, at + SLOT_HEADER_BYTES, this.slotBytes - SLOT_HEADER_BYTES));
     }
   }
 
@@ -188,8 +188,8 @@ export class ChainMemory {
     return h;
   }
 
-  /** The data bytes of a slot (after its header), unchecked. */
-  data(slot: number): Uint8Array {
+  /** The data bytes of a slot (after its header), unchecked: a Buffer view of the shared memory, no copy. */
+  data(slot: number): Buffer {
     const b = this.bytes[slot];
     if (!b) throw new RangeError(`no slot ${slot}`);
     return b;
