@@ -234,7 +234,7 @@ export class Chain {
     if (this.state !== 'FAILED') this.state = 'STOPPING';
     this.transport.close();
     for (const [slot, f] of this.inFlight) this.complete(slot, f, false, () => f.reject(new BatonError('UNAVAILABLE', `chain ${this.spec.name} is stopping`)));
-    await Promise.all(this.members.map((m) => m.thread?.terminate()));
+    await Promise.all(this.members.map(async (m) => void (await m.thread?.terminate())));
     if (this.state !== 'FAILED') this.state = 'STOPPED';
   }
 }
