@@ -224,6 +224,7 @@ export class Chain {
     return {
       chain: this.spec.name,
       state: this.state,
+      pid: process.pid,
       pool: { poolId: this.memory.poolId, slots: this.memory.slots, slotBytes: this.memory.slotBytes, inUse: this.memory.inUse(), free: this.memory.freeCount() },
       gateway: { ...this.memory.load(GATEWAY_NODE), waiting: this.inFlight.size },
       members: this.members.map((m) => ({ name: m.name, node: m.node, ...this.memory.load(m.node), restarts: m.restarts, threadId: m.thread?.threadId ?? null })),
