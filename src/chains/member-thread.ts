@@ -9,6 +9,7 @@
 // (whose `msg.call` rejects) or to the gateway (a 502). A thread that dies
 // (process.exit in a handler, an uncaught error) is noticed by the gateway
 // (chain.ts), which answers 502 for the requests it held and starts another.
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parentPort, workerData } from 'node:worker_threads';
@@ -140,25 +141,17 @@ function receive(handler: Handler, d: Descriptor): void {
   void serve(handler, d);
 }
 
+/** Loads `file.export` from the member's directory, finding the file as the `node` runtime does (.js, .mjs, .cjs, then the exact name). */
 async function loadHandler(): Promise<Handler> {
   const dot = data.handler.lastIndexOf('.');
-  const file = join(data.workdir, data.handler.slice(0, dot));
+  const file = data.handler.slice(0, dot);
   const exportName = data.handler.slice(dot + 1);
-  let namespace: Record<string, unknown> | undefined;
-  let lastErr: unknown;
-  for (const candidate of [file, `${file}.mjs`, `${file}.js`, `${file}.cjs`]) {
-    try {
-      namespace = (await import(pathToFileURL(candidate).href)) as Record<string, unknown>;
-      break;
-    } catch (err) {
-      lastErr = err;
-      if ((err as NodeJS.ErrnoException).code !== 'ERR_MODULE_NOT_FOUND' && (err as NodeJS.ErrnoException).code !== 'ERR_UNSUPPORTED_DIR_IMPORT') throw err;
-    }
-  }
-  if (!namespace) throw new Error(`handler "${data.handler}": no module ${file}(.mjs|.js|.cjs) (${(lastErr as Error)?.message ?? ''})`);
+  const name = [`${file}.js`, `${file}.mjs`, `${file}.cjs`, file].find((n) => statSync(join(data.workdir, n), { throwIfNoEntry: false })?.isFile());
+  if (!name) throw new Error(`handler "${data.handler}": no ${file}.js, .mjs, .cjs or ${file} in ${data.workdir}`);
+  const namespace = (await import(pathToFileURL(join(data.workdir, name)).href)) as Record<string, unknown>;
   let value = namespace[exportName];
   if (value === undefined && namespace.default && typeof namespace.default === 'object') value = (namespace.default as Record<string, unknown>)[exportName];
-  if (typeof value !== 'function') throw new Error(`handler "${data.handler}": export "${exportName}" is not a function`);
+  if (typeof value !== 'function') throw new Error(`handler "${data.handler}": export "${exportName}" of ${name} is not a function`);
   return value as Handler;
 }
 
