@@ -131,3 +131,48 @@ test('two threads pass slots back and forth through rings; the pool is whole aft
     await echo.terminate();
   }
 });
+
+test('several producer threads enqueue into one ring at once: every descriptor arrives exactly once, in each producer\'s order', async () => {
+  const capacity = 64;
+  const sab = new SharedArrayBuffer(ringBytes(capacity));
+  const ring = new DescriptorRing(sab, 0, capacity, true);
+  const producers = 3;
+  const each = 20_000;
+  const threads = Array.from(
+    { length: producers },
+    (_, p) =>
+      new Worker(
+        `
+        const { workerData } = require('node:worker_threads');
+        import(workerData.url).then(({ DescriptorRing }) => {
+          const ring = new DescriptorRing(workerData.sab, 0, workerData.capacity);
+          const stall = new Int32Array(new SharedArrayBuffer(4));
+          for (let i = 0; i < workerData.each; i++) {
+            // A full ring refuses; the producer backs off briefly and retries.
+            while (!ring.enqueue(workerData.p, i, 1)) Atomics.wait(stall, 0, 0, 1);
+          }
+        });
+        `,
+        { eval: true, workerData: { sab, capacity, each, p, url: new URL('./ring.js', import.meta.url).href } },
+      ),
+  );
+  try {
+    const next = new Array<number>(producers).fill(0);
+    let received = 0;
+    while (received < producers * each) {
+      const seen = ring.signal();
+      const d = ring.dequeue();
+      if (!d) {
+        await ring.waitAsync(seen, 10_000);
+        continue;
+      }
+      assert.equal(d.slot, next[d.poolId], `producer ${d.poolId}: out of order or duplicated`);
+      next[d.poolId] = d.slot + 1;
+      received++;
+    }
+    assert.deepEqual(next, new Array<number>(producers).fill(each));
+    assert.equal(ring.dequeue(), undefined);
+  } finally {
+    await Promise.all(threads.map((t) => t.terminate()));
+  }
+});
