@@ -175,6 +175,27 @@ describe('function chains in a cluster', () => {
     }
   });
 
+  test('a member whose handler cannot be loaded: the chain does not start, and describe says which member and why', async () => {
+    const res = await c.admin('POST', '/v1/chains', {
+      name: 'broken',
+      workdir: WORKDIR,
+      members: [
+        { name: 'a', handler: 'members.a' },
+        { name: 'ghost', handler: 'members.nosuchexport' },
+      ],
+      routes: [{ name: 'r', path: 'r', sequence: ['a', 'ghost'] }],
+      scaling: { minScale: 1 },
+    });
+    assert.equal(res.status, 201, JSON.stringify(res.body));
+    const condition = await waitFor('the start failure to show', async () => {
+      const d = await c.admin('GET', '/v1/chains/broken');
+      return (d.body.status?.condition ?? undefined) as { code: string; message: string } | undefined;
+    }, 60_000);
+    assert.equal(condition.code, 'SANDBOX_START_FAILED');
+    assert.match(condition.message, /member ghost: handler "members.nosuchexport"/);
+    assert.equal((await c.admin('DELETE', '/v1/chains/broken')).status, 200);
+  });
+
   test('the CLI lists and describes chains; the admin API deletes them', async () => {
     const ls = await cli(['chains', 'ls'], c.apiUrl);
     assert.equal(ls.status, 0, ls.stderr);
