@@ -12,16 +12,25 @@
 //
 // Lifecycle: STARTING → RUNNING → STOPPING → STOPPED (or FAILED when a
 // member's handler cannot be loaded at start).
+import { fork } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { BatonError } from '../shared/errors.js';
 import type { ChainSpec } from '../shared/chain-spec.js';
 import { BODY_OFFSET, errorOf, W_BODY_LEN, W_OWNER, W_RES_META_LEN, W_ROUTE, W_STATUS, REQUEST_META_BYTES, writeRequestMeta, type RequestMeta } from './message.js';
-import type { FromMember, ToMember } from './member.js';
+import type { FromMember, MemberIdentity, ToMember } from './member.js';
+import type { MemberProcessInit } from './member-process.js';
 import type { MemberThreadData } from './member-thread.js';
 import { GATEWAY_NODE, planOf, selectRoute, type ChainPlan } from './routing.js';
 import { ChainMemory } from './shm/pool.js';
 import type { Descriptor } from './shm/ring.js';
-import { SharedMemoryTransport } from './transport.js';
+import { FileRegion } from './shm/file-region.js';
+import { ownerInRegion, pullCounters, pullSlot, pushSlot, regionBytes } from './slot-sync.js';
+import { SharedMemoryTransport, type ChainTransport } from './transport.js';
+import { UnixSocketTransport } from './unix-transport.js';
 
 export type ChainState = 'STARTING' | 'RUNNING' | 'STOPPING' | 'STOPPED' | 'FAILED';
 
@@ -44,23 +53,55 @@ interface Member {
   readonly name: string;
   readonly handler: string;
   readonly workdir: string;
-  thread: Worker | undefined;
+  runner: MemberRunner | undefined;
+  /** Its handler is loaded and it takes descriptors. */
+  ready: boolean;
   restarts: number;
 }
 
+/** A member's thread or process, as the gateway drives it. */
+interface MemberRunner {
+  /** The thread id or the pid. */
+  readonly id: number;
+  post(m: ToMember): void;
+  on(event: 'message', listener: (m: FromMember) => void): void;
+  on(event: 'exit', listener: (code: number | null) => void): void;
+  kill(): Promise<void>;
+}
+
 const MEMBER_THREAD = new URL('./member-thread.js', import.meta.url);
+const MEMBER_PROCESS = fileURLToPath(new URL('./member-process.js', import.meta.url));
+
+/** What the cross-process transport adds: the region the slots are copied through, and the sockets' directory. */
+interface CrossProcess {
+  readonly region: FileRegion;
+  readonly socketDir: string;
+}
+
+function threadMember(data: MemberThreadData): MemberRunner {
+  const thread = new Worker(MEMBER_THREAD, { workerData: data, env: process.env });
+  thread.on('error', (err) => console.error(`member ${data.plan.names[data.node] ?? data.node}: thread error:`, err));
+  return {
+    id: thread.threadId,
+    post: (msg) => thread.postMessage(msg),
+    on: (event: 'message' | 'exit', listener: (arg: unknown) => void) => void thread.on(event, listener),
+    kill: async () => void (await thread.terminate()),
+  } as MemberRunner;
+}
 
 export class Chain {
   state: ChainState = 'STARTING';
   readonly memory: ChainMemory;
   readonly plan: ChainPlan;
-  private readonly transport: SharedMemoryTransport;
+  private readonly transport: ChainTransport;
+  private readonly cross: CrossProcess | undefined;
   private readonly inFlight = new Map<number, InFlight>();
   private readonly members: Member[];
 
   static async create(spec: ChainSpec): Promise<Chain> {
     const chain = new Chain(spec);
     try {
+      if (chain.transport instanceof UnixSocketTransport) await chain.transport.listen();
       await Promise.all(chain.members.map((m) => chain.startMember(m)));
     } catch (err) {
       chain.state = 'FAILED';
@@ -75,60 +116,105 @@ export class Chain {
   private constructor(readonly spec: ChainSpec) {
     this.plan = planOf(spec);
     this.memory = ChainMemory.create({ slots: spec.pool.slots, slotBytes: spec.pool.slotBytes, nodes: spec.members.length + 1 });
-    this.transport = new SharedMemoryTransport(this.memory, GATEWAY_NODE);
+    if (spec.transport === 'processes') {
+      const socketDir = mkdtempSync(join(tmpdir(), 'baton-chain-'));
+      // tmpfs where there is one: the region is memory, as a pool is.
+      const regionDir = existsSync('/dev/shm') ? '/dev/shm' : socketDir;
+      const region = FileRegion.create(join(regionDir, `baton-chain-${spec.name}-${process.pid}-${this.memory.poolId}`), regionBytes(this.memory));
+      this.cross = { region, socketDir };
+      this.transport = new UnixSocketTransport(socketDir, GATEWAY_NODE, (d, to) => this.undeliverable(d, to));
+    } else {
+      this.cross = undefined;
+      this.transport = new SharedMemoryTransport(this.memory, GATEWAY_NODE);
+    }
     this.members = spec.members.map((m, i) => ({
       node: i + 1,
       name: m.name,
       handler: m.handler,
       workdir: m.workdir ?? spec.workdir ?? '/',
-      thread: undefined,
+      runner: undefined,
+      ready: false,
       restarts: 0,
     }));
   }
 
-  /** Starts a member's thread and resolves once its handler is loaded. */
+  /** Starts a member's thread or process and resolves once its handler is loaded. */
   private startMember(m: Member): Promise<void> {
-    const workerData: MemberThreadData = {
-      buffer: this.memory.buffer,
-      node: m.node,
-      plan: this.plan,
-      chain: this.spec.name,
-      handler: m.handler,
-      workdir: m.workdir,
-    };
-    const thread = new Worker(MEMBER_THREAD, { workerData, env: process.env });
-    m.thread = thread;
+    const identity = { node: m.node, plan: this.plan, chain: this.spec.name, handler: m.handler, workdir: m.workdir };
+    const runner = this.cross ? this.forkMember(identity, this.cross) : threadMember({ ...identity, buffer: this.memory.buffer });
+    m.runner = runner;
     return new Promise<void>((resolve, reject) => {
       let loaded = false;
-      thread.on('message', (msg: FromMember) => {
+      runner.on('message', (msg: FromMember) => {
         if (msg.type === 'ready') {
           loaded = true;
+          m.ready = true;
           resolve();
         } else if (msg.type === 'failed') {
           reject(new BatonError('SANDBOX_START_FAILED', `chain ${this.spec.name}, member ${m.name}: ${msg.message}`));
         }
       });
-      thread.on('error', (err) => {
-        console.error(`chain ${this.spec.name}, member ${m.name}: thread error:`, err);
-      });
-      thread.on('exit', (code) => {
-        if (!loaded) reject(new BatonError('SANDBOX_START_FAILED', `chain ${this.spec.name}, member ${m.name}: its thread exited (${code}) before its handler was loaded`));
-        if (m.thread === thread) m.thread = undefined;
+      runner.on('exit', (code) => {
+        if (!loaded) reject(new BatonError('SANDBOX_START_FAILED', `chain ${this.spec.name}, member ${m.name}: it exited (${code}) before its handler was loaded`));
+        if (m.runner === runner) {
+          m.runner = undefined;
+          m.ready = false;
+        }
         if (this.state === 'RUNNING' && loaded) this.memberDied(m, code);
       });
     });
   }
 
+  private forkMember(identity: MemberIdentity, cross: CrossProcess): MemberRunner {
+    const child = fork(MEMBER_PROCESS, [], { env: process.env, stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: [] });
+    const init: MemberProcessInit = {
+      type: 'init',
+      ...identity,
+      socketDir: cross.socketDir,
+      regionPath: cross.region.path,
+      poolId: this.memory.poolId,
+      slots: this.memory.slots,
+      slotBytes: this.memory.slotBytes,
+      nodes: this.memory.nodes,
+    };
+    child.send(init);
+    child.on('error', (err) => console.error(`chain ${this.spec.name}, member ${identity.node}: process error:`, err));
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    return {
+      id: child.pid ?? 0,
+      post: (msg) => void (child.connected && child.send(msg)),
+      on: (event: 'message' | 'exit', listener: (arg: unknown) => void) => void child.on(event, listener),
+      kill: async () => {
+        if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+        await exited;
+      },
+    } as MemberRunner;
+  }
+
+  /** The gateway could not reach a member's process (it died and is not yet replaced): fail the request. */
+  private undeliverable(d: Descriptor, to: number): void {
+    const f = this.inFlight.get(d.slot);
+    if (!f || f.desc.generation !== d.generation || !this.memory.isCurrent(d)) return;
+    this.complete(d.slot, f, false, () => f.reject(new BatonError('CHAIN_MEMBER_FAILED', `member ${this.plan.names[to] ?? to} of chain ${this.spec.name} is not running`)));
+  }
+
+  /** Before a descriptor leaves the gateway: with processes, the target owns the slot and must find it in the region. */
+  private publish(d: Descriptor, to: number): void {
+    if (!this.cross) return;
+    this.memory.header(d.slot)[W_OWNER] = to;
+    pushSlot(this.memory, this.cross.region, d.slot);
+  }
+
   /** A member's thread is gone: fail what it held, tell callers to stop waiting, start another. */
-  private memberDied(m: Member, code: number): void {
+  private memberDied(m: Member, code: number | null): void {
     m.restarts++;
     console.error(`chain ${this.spec.name}: member ${m.name}'s thread exited (code ${code}); failing its requests and starting another`);
     let failed = 0;
     const cancelled: Descriptor[] = [];
     for (const [slot, f] of this.inFlight) {
       if (!this.memory.isCurrent(f.desc)) continue;
-      const h = this.memory.header(slot);
-      if (h[W_OWNER] === m.node) {
+      const owner = this.cross ? ownerInRegion(this.memory, this.cross.region, slot) : this.memory.header(slot)[W_OWNER];
+      if (owner === m.node) {
         failed++;
         cancelled.push(f.desc);
         this.complete(slot, f, false, () => {
@@ -139,7 +225,7 @@ export class Chain {
     }
     this.memory.resetInFlight(m.node, failed);
     const message: ToMember = { type: 'cancel', descriptors: cancelled };
-    for (const other of this.members) other.thread?.postMessage(message);
+    for (const other of this.members) other.runner?.post(message);
     this.startMember(m).catch((err: unknown) => {
       console.error(`chain ${this.spec.name}: member ${m.name} could not be restarted:`, err);
     });
@@ -182,6 +268,7 @@ export class Chain {
         });
       });
       this.memory.started(GATEWAY_NODE);
+      this.publish(desc, route.first);
       this.transport.send(desc, route.first);
       sent = true;
       return await answer;
@@ -197,6 +284,7 @@ export class Chain {
       console.error(`chain ${this.spec.name}: the gateway got a descriptor it did not send (slot ${d.slot}); dropped`);
       return;
     }
+    if (this.cross) pullSlot(this.memory, this.cross.region, d.slot);
     const err = errorOf(this.memory, d.slot);
     this.complete(d.slot, f, err === undefined, () => {
       if (err) return f.reject(err);
@@ -222,13 +310,15 @@ export class Chain {
 
   /** The pool and per-member load counters (SPRIGHT's eBPF counters), for /__baton/chain-metrics. */
   metrics(): Record<string, unknown> {
+    if (this.cross) for (const m of this.members) pullCounters(this.memory, this.cross.region, m.node);
     return {
+      transport: this.spec.transport,
       chain: this.spec.name,
       state: this.state,
       pid: process.pid,
       pool: { poolId: this.memory.poolId, slots: this.memory.slots, slotBytes: this.memory.slotBytes, inUse: this.memory.inUse(), free: this.memory.freeCount() },
       gateway: { ...this.memory.load(GATEWAY_NODE), waiting: this.inFlight.size },
-      members: this.members.map((m) => ({ name: m.name, node: m.node, ...this.memory.load(m.node), restarts: m.restarts, threadId: m.thread?.threadId ?? null })),
+      members: this.members.map((m) => ({ name: m.name, node: m.node, ...this.memory.load(m.node), ready: m.ready, restarts: m.restarts, threadId: m.runner?.id ?? null })),
     };
   }
 
@@ -236,7 +326,11 @@ export class Chain {
     if (this.state !== 'FAILED') this.state = 'STOPPING';
     this.transport.close();
     for (const [slot, f] of this.inFlight) this.complete(slot, f, false, () => f.reject(new BatonError('UNAVAILABLE', `chain ${this.spec.name} is stopping`)));
-    await Promise.all(this.members.map(async (m) => void (await m.thread?.terminate())));
+    await Promise.all(this.members.map((m) => m.runner?.kill()).filter((p) => p !== undefined));
+    if (this.cross) {
+      this.cross.region.close();
+      rmSync(this.cross.socketDir, { recursive: true, force: true });
+    }
     if (this.state !== 'FAILED') this.state = 'STOPPED';
   }
 }

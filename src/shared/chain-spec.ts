@@ -66,6 +66,12 @@ export const chainSpecSchema = z
       })
       .strict()
       .default(CHAIN_POOL_DEFAULTS),
+    /**
+     * How members run: `threads` (one process, zero-copy, the default) or
+     * `processes` (one process per member, slots copied through a /dev/shm
+     * file: isolated from each other, not zero-copy).
+     */
+    transport: z.enum(['threads', 'processes']).default('threads'),
     env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.string()).default({}),
     scaling: scalingSchema.partial().default({}),
     timeoutMs: z.number().int().min(1).max(3_600_000).optional(),

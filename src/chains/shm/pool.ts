@@ -54,6 +54,8 @@ export interface ChainMemoryOptions {
   readonly slotBytes: number;
   /** Nodes of the chain, the gateway included: one ring and one set of counters each. */
   readonly nodes: number;
+  /** Only for a mirror of another process's pool (the cross-process transport): that pool's id. */
+  readonly poolId?: number;
 }
 
 export interface NodeLoad {
@@ -92,7 +94,7 @@ export class ChainMemory {
     const control = new Int32Array(sab, 0, CONTROL_BYTES / 4);
     control[C_MAGIC] = MAGIC;
     // Never 0, so that a zeroed descriptor is never valid.
-    control[C_POOL_ID] = randomInt(1, 2 ** 31 - 1);
+    control[C_POOL_ID] = options.poolId ?? randomInt(1, 2 ** 31 - 1);
     control[C_SLOTS] = slots;
     control[C_SLOT_BYTES] = slotBytes;
     control[C_NODES] = nodes;
@@ -222,6 +224,11 @@ export class ChainMemory {
   resetInFlight(node: number, failed: number): void {
     Atomics.store(this.counters, node * COUNTER_WORDS + K_IN_FLIGHT, 0);
     Atomics.add(this.counters, node * COUNTER_WORDS + K_FAILED, failed);
+  }
+
+  /** A node's counter words, for copying them across processes (the cross-process transport). */
+  countersOf(node: number): Int32Array {
+    return this.counters.subarray(node * COUNTER_WORDS, (node + 1) * COUNTER_WORDS);
   }
 
   load(node: number): NodeLoad {
