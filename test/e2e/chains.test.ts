@@ -175,6 +175,45 @@ describe('function chains in a cluster', () => {
     }
   });
 
+  test('transport: processes — each member its own process, slots through /dev/shm: a static route, a call tree, a crash replaced, no leak', async () => {
+    const res = await c.admin('POST', '/v1/chains', {
+      name: 'proc',
+      workdir: WORKDIR,
+      transport: 'processes',
+      members: [
+        { name: 'a', handler: 'members.a' },
+        { name: 'b', handler: 'members.b' },
+        { name: 'frontend', handler: 'members.frontend' },
+        { name: 'cart', handler: 'members.cart' },
+        { name: 'prices', handler: 'members.prices' },
+        { name: 'fragile', handler: 'members.fragile' },
+      ],
+      routes: [
+        { name: 'ab', path: 'ab', sequence: ['a', 'b'] },
+        { name: 'fragile', path: 'fragile', sequence: ['fragile'] },
+      ],
+      entry: 'frontend',
+    });
+    assert.equal(res.status, 201, JSON.stringify(res.body));
+    const ab = await c.invoke('proc', '/ab', { method: 'POST', body: 'p' });
+    assert.equal(ab.status, 200, ab.body);
+    assert.deepEqual(JSON.parse(ab.body), { trail: ['a', 'b'], input: 'p' });
+    const tree = await c.invoke('proc', '/?user=ann');
+    assert.deepEqual(JSON.parse(tree.body), { user: 'ann', items: ['book', 'pen'], total: 10, hops: 0 });
+    const crash = await c.invoke('proc', '/fragile?fail=crash');
+    assert.equal(crash.status, 502, crash.body);
+    await waitFor('the member process to be replaced', async () => {
+      const f = member(await metrics('proc'), 'fragile') as { ready?: boolean; restarts: number };
+      return f.ready && f.restarts === 1 ? true : undefined;
+    }, 30_000);
+    assert.equal((await c.invoke('proc', '/fragile')).body, 'ok from thread');
+    const m = (await metrics('proc')) as ChainMetrics & { transport: string };
+    assert.equal(m.transport, 'processes');
+    assert.equal(m.pool.inUse, 0);
+    assert.ok(member(m, 'cart').completed >= 1, 'the counters come back from the member processes');
+    assert.equal((await c.admin('DELETE', '/v1/chains/proc')).status, 200);
+  });
+
   test('a member whose handler cannot be loaded: the chain does not start, and describe says which member and why', async () => {
     const res = await c.admin('POST', '/v1/chains', {
       name: 'broken',
