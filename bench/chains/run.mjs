@@ -11,9 +11,11 @@
 //   calls; product page: 5; checkout: frontend → checkout → 6 calls), Locust's mix
 //   simplified to 1 home, 10 product, 1 checkout per 12 requests.
 //
-// Two ways to run each:
+// Three ways to run each:
 // - shm:  one chain (runtime `chain`): the data plane forwards to the chain's
-//         gateway, and the members hand the slot to each other in shared memory;
+//         gateway, and the members (threads) hand the slot to each other in shared memory;
+// - proc: the same chain with `transport: processes`: members are processes, slots
+//         are copied through a /dev/shm file, descriptors go over Unix sockets;
 // - http: every service a Baton function of the `node` runtime; each hop is an HTTP
 //         call through the data plane (/fn/<service>), as functions are chained
 //         without SPRIGHT.
@@ -57,6 +59,7 @@ const ROUNDS = Number(flags.rounds);
 const CONNECTIONS = Number(flags.connections);
 const WARMUP_S = Number(flags.warmup);
 
+const MODES = ['shm', 'proc', 'http'];
 const ONE = { minScale: 1, maxScale: 1, containerConcurrency: 0 };
 const SMALL = { cpuMillis: 1, memoryMb: 1 };
 
@@ -149,10 +152,12 @@ function targets() {
   return {
     parking: {
       shm: { request: () => ({ method: 'POST', path: '/fn/parking-shm/park', body: IMAGE, headers: { 'content-type': 'text/plain' } }), check: parkingCheck },
+      proc: { request: () => ({ method: 'POST', path: '/fn/parking-proc/park', body: IMAGE, headers: { 'content-type': 'text/plain' } }), check: parkingCheck },
       http: { request: () => ({ method: 'POST', path: '/fn/parking-detection/', body: IMAGE, headers: { 'content-type': 'text/plain' } }), check: parkingCheck },
     },
     boutique: {
       shm: { request: (i) => ({ method: 'GET', path: `/fn/ob-shm${page(i)}?user=u${i % 50}` }), check: boutiqueCheck },
+      proc: { request: (i) => ({ method: 'GET', path: `/fn/ob-proc${page(i)}?user=u${i % 50}` }), check: boutiqueCheck },
       http: { request: (i) => ({ method: 'GET', path: `/fn/ob-frontend${page(i)}?user=u${i % 50}` }), check: boutiqueCheck },
     },
   };
@@ -176,11 +181,27 @@ async function register(baton) {
     { name: 'ob-shm', workdir: HERE, members: BOUTIQUE_SERVICES.map((s) => ({ name: s, handler: `shm-members.${s}` })), entry: 'frontend', env, scaling: ONE },
     'chains',
   );
+  await api(
+    {
+      name: 'parking-proc',
+      transport: 'processes',
+      workdir: HERE,
+      members: PARKING_ROUTE.map((s) => ({ name: s, handler: `shm-members.${s}` })),
+      routes: [{ name: 'park', path: 'park', sequence: [...PARKING_ROUTE] }],
+      env,
+      scaling: ONE,
+    },
+    'chains',
+  );
+  await api(
+    { name: 'ob-proc', transport: 'processes', workdir: HERE, members: BOUTIQUE_SERVICES.map((s) => ({ name: s, handler: `shm-members.${s}` })), entry: 'frontend', env, scaling: ONE },
+    'chains',
+  );
   const names = [...PARKING_ROUTE.map((s) => [`parking-${s}`, s]), ...BOUTIQUE_SERVICES.map((s) => [`ob-${s}`, s])];
   for (const [name, service] of names) {
     await api({ name, runtime: 'node', handler: `http-members.${service}`, workdir: HERE, env, scaling: ONE, resources: SMALL });
   }
-  for (const name of ['parking-shm', 'ob-shm', ...names.map(([n]) => n)]) await waitForReadySandboxes(baton.apiUrl, name, { timeoutMs: 60_000 });
+  for (const name of ['parking-shm', 'ob-shm', 'parking-proc', 'ob-proc', ...names.map(([n]) => n)]) await waitForReadySandboxes(baton.apiUrl, name, { timeoutMs: 60_000 });
 }
 
 async function main() {
@@ -190,13 +211,13 @@ async function main() {
     const all = targets();
     const results = {};
     for (const [workload, modes] of Object.entries(all)) {
-      results[workload] = { shm: [], http: [] };
-      for (const mode of ['shm', 'http']) {
+      results[workload] = { shm: [], proc: [], http: [] };
+      for (const mode of MODES) {
         const w = await measure(baton, modes[mode], WARMUP_S);
         if (w.errors > 0) throw new Error(`${workload}/${mode} warm-up: ${w.errors} errors, first: ${w.firstError}`);
       }
       for (let r = 0; r < ROUNDS; r++) {
-        for (const mode of ['shm', 'http']) {
+        for (const mode of MODES) {
           const m = await measure(baton, modes[mode], DURATION_S);
           results[workload][mode].push(m);
           process.stderr.write(
@@ -218,14 +239,17 @@ function report(results) {
   const rows = [['workload', 'transport', 'req/s', 'p50 ms', 'p99 ms', 'CPU s / 1k req', 'errors']];
   for (const [workload, modes] of Object.entries(results)) {
     const med = (mode, key) => median(modes[mode].map((m) => m[key]));
-    for (const mode of ['shm', 'http']) {
+    for (const mode of MODES) {
       rows.push([workload, mode, round(med(mode, 'rps'), 0), round(med(mode, 'p50Ms')), round(med(mode, 'p99Ms')), round(med(mode, 'cpuSecondsPer1k'), 3), modes[mode].reduce((a, m) => a + m.errors, 0)].map(String));
     }
     const rpsRatio = med('shm', 'rps') / med('http', 'rps');
     const cpuRatio = med('http', 'cpuSecondsPer1k') / med('shm', 'cpuSecondsPer1k');
     summary[workload] = {
       shm: { rps: med('shm', 'rps'), p50Ms: med('shm', 'p50Ms'), p99Ms: med('shm', 'p99Ms'), cpuSecondsPer1k: med('shm', 'cpuSecondsPer1k') },
+      proc: { rps: med('proc', 'rps'), p50Ms: med('proc', 'p50Ms'), p99Ms: med('proc', 'p99Ms'), cpuSecondsPer1k: med('proc', 'cpuSecondsPer1k') },
       http: { rps: med('http', 'rps'), p50Ms: med('http', 'p50Ms'), p99Ms: med('http', 'p99Ms'), cpuSecondsPer1k: med('http', 'cpuSecondsPer1k') },
+      procRpsRatio: med('proc', 'rps') / med('http', 'rps'),
+      procCpuRatio: med('http', 'cpuSecondsPer1k') / med('proc', 'cpuSecondsPer1k'),
       rpsRatio,
       cpuRatio,
       rpsTargetMet: rpsRatio >= TARGET_RPS_RATIO,
@@ -238,7 +262,8 @@ function report(results) {
   for (const [workload, s] of Object.entries(summary)) {
     process.stdout.write(
       `${workload}: shm/http req/s ${round(s.rpsRatio)}× (target ≥ ${TARGET_RPS_RATIO}×: ${s.rpsTargetMet ? 'met' : 'NOT met'}); ` +
-        `http/shm CPU per request ${round(s.cpuRatio)}× (target ≥ ${TARGET_CPU_RATIO}×: ${s.cpuTargetMet ? 'met' : 'NOT met'})\n`,
+        `http/shm CPU per request ${round(s.cpuRatio)}× (target ≥ ${TARGET_CPU_RATIO}×: ${s.cpuTargetMet ? 'met' : 'NOT met'}); ` +
+        `processes transport: ${round(s.procRpsRatio)}× http req/s, ${round(s.procCpuRatio)}× less CPU\n`,
     );
   }
   const out = {
