@@ -308,6 +308,20 @@ export class Chain {
     }
   }
 
+  /** Requests in the chain, waiting for their answer. */
+  waiting(): number {
+    return this.inFlight.size;
+  }
+
+  /**
+   * Removes the processes transport's region file at once, synchronously: for
+   * a gateway exiting without stop() (an uncaught error), so that /dev/shm is
+   * not left holding it.
+   */
+  removeRegionNow(): void {
+    this.cross?.region.close();
+  }
+
   /** The pool and per-member load counters (SPRIGHT's eBPF counters), for /__baton/chain-metrics. */
   metrics(): Record<string, unknown> {
     if (this.cross) for (const m of this.members) pullCounters(this.memory, this.cross.region, m.node);

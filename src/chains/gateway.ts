@@ -18,7 +18,8 @@ export const CHAIN_METRICS_PATH = '/__baton/chain-metrics';
 export interface ChainGateway {
   readonly server: http.Server;
   readonly port: number;
-  close(): Promise<void>;
+  /** Stops accepting, lets the requests in the chain finish (up to drainMs), then closes every connection. */
+  close(drainMs?: number): Promise<void>;
 }
 
 export async function startGateway(chain: Chain, host: string, port: number): Promise<ChainGateway> {
@@ -51,10 +52,14 @@ export async function startGateway(chain: Chain, host: string, port: number): Pr
   return {
     server,
     port: (server.address() as AddressInfo).port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeIdleConnections();
-      }),
+    close: async (drainMs = 10_000) => {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      // The data plane keeps connections open: once the chain is empty, nothing more is owed on them.
+      const deadline = Date.now() + drainMs;
+      while (chain.waiting() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      server.closeAllConnections();
+      await closed;
+    },
   };
 }

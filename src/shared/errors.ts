@@ -32,7 +32,7 @@ export const ERROR_CODES = {
   // Function chains (docs/chains.md)
   CHAIN_NOT_FOUND: { status: 404, summary: 'No chain has that name.' },
   CHAIN_POOL_FULL: { status: 503, summary: "Every slot of the chain's shared-memory pool is in use; retry." },
-  CHAIN_MEMBER_FAILED: { status: 502, summary: 'A member of the chain threw or its thread died while handling the request.' },
+  CHAIN_MEMBER_FAILED: { status: 502, summary: 'A member of the chain threw, or its thread or process died, while handling the request.' },
   CHAIN_UNKNOWN_MEMBER: { status: 502, summary: 'A member named a next hop that is not a member of its chain.' },
   CHAIN_STALE_DESCRIPTOR: { status: 500, summary: "A descriptor names a slot that was freed since, or another pool's slot." },
   // Components
