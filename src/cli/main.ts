@@ -12,7 +12,7 @@ import { DataPlane } from '../dataplane/index.js';
 import { compileConfig, controlPlaneSchema, dataPlaneSchema, readConfigFile, upSchema, workerSchema, type WorkerConfig } from '../shared/config.js';
 import { BatonError, toBatonError } from '../shared/errors.js';
 import { createLogger } from '../shared/logging.js';
-import { LOAD_BALANCING_POLICIES } from '../shared/spec.js';
+import { CHAIN_SPEC_ENV, LOAD_BALANCING_POLICIES } from '../shared/spec.js';
 import { EMULATED_NODE_CAPACITY, emulatedWorkerConfigs, startEmulatedWorkers, stopWorkers, Worker } from '../worker/index.js';
 import { buildSchedule, IAT_DISTRIBUTIONS, readAzure2019Folder, readAzure2021File, type IatDistribution } from '../loadgen/index.js';
 import { runTrace, TRACE_RUNTIMES, type TraceRuntime } from '../loadgen/runner.js';
@@ -434,6 +434,63 @@ export function buildProgram(): Command {
     .action(async (name: string, _o: unknown, cmd: Command) => {
       await clientOf(cmd).call('DELETE', `/v1/functions/${encodeURIComponent(name)}`);
       process.stdout.write(`deleted ${name}\n`);
+    });
+
+  const chains = program.command('chains').description('function chains on shared memory (see docs/chains.md)');
+  chains
+    .command('create')
+    .description('register a chain from a spec file (YAML or JSON); relative workdirs are relative to the file')
+    .argument('<file>')
+    .action(async (file: string, _o: unknown, cmd: Command) => {
+      const spec = readSpecFile(file);
+      const base = dirname(resolve(file));
+      if (Array.isArray(spec.members)) {
+        spec.members = (spec.members as Record<string, unknown>[]).map((m) => (typeof m.workdir === 'string' ? { ...m, workdir: resolve(base, m.workdir) } : m));
+      }
+      const res = await clientOf(cmd).call('POST', '/v1/chains', spec);
+      process.stdout.write(`created chain ${String(res.name)}: invoke it at /fn/${String(res.name)}/…\n`);
+    });
+  chains
+    .command('ls')
+    .description('list chains')
+    .option('--json', 'print JSON')
+    .action(async (o: { json?: boolean }, cmd: Command) => {
+      const { chains: list } = await clientOf(cmd).call<{ chains: Record<string, unknown>[] }>('GET', '/v1/chains');
+      if (o.json) {
+        process.stdout.write(JSON.stringify(list, null, 2) + '\n');
+        return;
+      }
+      printTable([
+        ['NAME', 'MEMBERS', 'ROUTES', 'ENTRY', 'READY', 'DESIRED'],
+        ...list.map((c) => [
+          String(c.name),
+          (c.members as string[]).join(','),
+          (c.routes as string[]).join(',') || '-',
+          typeof c.entry === 'string' ? c.entry : '-',
+          String(c.readySandboxes),
+          String(c.desiredScale),
+        ]),
+      ]);
+    });
+  chains
+    .command('describe')
+    .description('show a chain: its members, routes, pool, status and sandboxes')
+    .argument('<name>')
+    .option('--json', 'print JSON')
+    .action(async (name: string, o: { json?: boolean }, cmd: Command) => {
+      const c = await clientOf(cmd).call<Record<string, unknown>>('GET', `/v1/chains/${encodeURIComponent(name)}`);
+      // The chain's spec is shown once, as `chain`, not again inside the function's environment.
+      const spec = c.spec as { env?: Record<string, string> } | undefined;
+      if (spec?.env) delete spec.env[CHAIN_SPEC_ENV];
+      process.stdout.write(o.json ? JSON.stringify(c, null, 2) + '\n' : toYaml(c));
+    });
+  chains
+    .command('delete')
+    .description('delete a chain and its sandboxes')
+    .argument('<name>')
+    .action(async (name: string, _o: unknown, cmd: Command) => {
+      await clientOf(cmd).call('DELETE', `/v1/chains/${encodeURIComponent(name)}`);
+      process.stdout.write(`deleted chain ${name}\n`);
     });
 
   program

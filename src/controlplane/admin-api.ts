@@ -25,6 +25,10 @@ export interface AdminBackend {
   describeFunction(name: string): Record<string, unknown>;
   patchFunction(name: string, body: unknown): Promise<Record<string, unknown>>;
   deleteFunction(name: string): Promise<void>;
+  createChain(body: unknown): Promise<Record<string, unknown>>;
+  listChains(): Record<string, unknown>[];
+  describeChain(name: string): Record<string, unknown>;
+  deleteChain(name: string): Promise<void>;
   listWorkers(): Record<string, unknown>[];
   listDataPlanes(): Record<string, unknown>[];
   listCreations(sinceMs: number, fn: string | undefined): { creations: CreationRecord[]; complete: boolean };
@@ -39,6 +43,7 @@ export interface AdminApiOptions {
 }
 
 const FUNCTION_PATH = /^\/v1\/functions\/([^/]+)$/;
+const CHAIN_PATH = /^\/v1\/chains\/([^/]+)$/;
 
 /** `since` of GET /v1/creations: Unix milliseconds or an ISO 8601 time; absent, everything kept. */
 export function parseSince(value: string | null): number {
@@ -126,6 +131,24 @@ export function createAdminHandler(backend: AdminBackend, options: AdminApiOptio
       }
       if (method === 'DELETE') {
         await backend.deleteFunction(name);
+        return sendJson(res, 200, { deleted: name });
+      }
+      throw new BatonError('METHOD_NOT_ALLOWED', `${method} is not allowed on ${path}`);
+    }
+    if (path === '/v1/chains') {
+      if (method === 'GET') return sendJson(res, 200, { chains: backend.listChains() });
+      if (method === 'POST') {
+        const body = await readJsonBody(req, options.maxBodyBytes);
+        return sendJson(res, 201, await backend.createChain(body));
+      }
+      throw new BatonError('METHOD_NOT_ALLOWED', `${method} is not allowed on ${path}`);
+    }
+    const c = CHAIN_PATH.exec(path);
+    if (c) {
+      const name = decodeURIComponent(c[1] ?? '');
+      if (method === 'GET') return sendJson(res, 200, backend.describeChain(name));
+      if (method === 'DELETE') {
+        await backend.deleteChain(name);
         return sendJson(res, 200, { deleted: name });
       }
       throw new BatonError('METHOD_NOT_ALLOWED', `${method} is not allowed on ${path}`);

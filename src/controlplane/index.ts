@@ -25,12 +25,13 @@ import type { DualListener } from '../shared/listener.js';
 import { createLogger, type Logger } from '../shared/logging.js';
 import { createMetricsRegistry } from '../shared/metrics.js';
 import { fromRpcError, startRpcServer } from '../shared/rpc.js';
-import { parseFunctionSpec, patchFunctionSpec, toFunctionSpecMessage } from '../shared/spec.js';
+import { parseFunctionSpec, patchFunctionSpec, toFunctionSpecMessage, type FunctionSpec } from '../shared/spec.js';
 import { openStore, type ClusterStore } from '../store/index.js';
 import { Actuator } from './actuator.js';
 import { createAdminHandler, type AdminBackend } from './admin-api.js';
 import { ColdStartTrace, type CreationRecord } from './creation-trace.js';
 import { LeaderElection, type LeadershipState } from './leader.js';
+import { chainFunctionInput, chainOfFunction, parseChainSpec } from '../shared/chain-spec.js';
 import { describeFunction, isLive, newFunctionState, summarizeFunction, totalLoad, type FunctionState } from './function-state.js';
 import { Membership, type WorkerMember } from './membership.js';
 import { createControlPlaneMetrics, type ControlPlaneMetrics } from './metrics.js';
@@ -490,6 +491,50 @@ export class ControlPlane implements AdminBackend {
   async createFunction(body: unknown): Promise<Record<string, unknown>> {
     this.requireRunning();
     const spec = parseFunctionSpec(body);
+    if (spec.runtime === 'chain') throw new BatonError('INVALID_SPEC', 'runtime: chains are registered with POST /v1/chains', { details: { field: 'runtime' } });
+    return this.registerFunction(spec);
+  }
+
+  /**
+   * Registers a chain (docs/chains.md): it is stored, placed and routed as
+   * one function of runtime `chain`, whose single sandbox runs the gateway and
+   * every member; chains and functions share one name space, as both are
+   * invoked at /fn/<name>.
+   */
+  async createChain(body: unknown): Promise<Record<string, unknown>> {
+    this.requireRunning();
+    const chain = parseChainSpec(body);
+    const described = await this.registerFunction(parseFunctionSpec(chainFunctionInput(chain)));
+    return { ...described, chain };
+  }
+
+  private getChain(name: string): FunctionState {
+    const fn = this.functions.get(name);
+    if (!fn || fn.deleted || fn.spec.runtime !== 'chain') throw new BatonError('CHAIN_NOT_FOUND', `no chain named ${name}`);
+    return fn;
+  }
+
+  listChains(): Record<string, unknown>[] {
+    return [...this.functions.values()]
+      .filter((f) => !f.deleted && f.spec.runtime === 'chain')
+      .sort((a, b) => (a.spec.name < b.spec.name ? -1 : 1))
+      .map((f) => {
+        const chain = chainOfFunction(f.spec.env);
+        return { ...summarizeFunction(f), members: chain.members.map((m) => m.name), routes: chain.routes.map((r) => r.name), entry: chain.entry ?? null };
+      });
+  }
+
+  describeChain(name: string): Record<string, unknown> {
+    const fn = this.getChain(name);
+    return { ...describeFunction(fn, Date.now(), this.staleLoadMs), chain: chainOfFunction(fn.spec.env) };
+  }
+
+  async deleteChain(name: string): Promise<void> {
+    this.getChain(name);
+    await this.deleteFunction(name);
+  }
+
+  private async registerFunction(spec: FunctionSpec): Promise<Record<string, unknown>> {
     const existing = this.functions.get(spec.name);
     if (existing?.deleted) throw new BatonError('CONFLICT', `function ${spec.name} is still being deleted; retry`);
     if (existing) throw new BatonError('FUNCTION_EXISTS', `function ${spec.name} already exists`);

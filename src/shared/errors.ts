@@ -30,6 +30,12 @@ export const ERROR_CODES = {
   SANDBOX_UNREACHABLE: { status: 502, summary: 'The sandbox could not be connected to.' },
   SANDBOX_NOT_FOUND: { status: 404, summary: 'No sandbox has that id on this worker.' },
   UNSUPPORTED_RUNTIME: { status: 400, summary: 'The worker has no runtime of that name.' },
+  // Function chains (docs/chains.md)
+  CHAIN_NOT_FOUND: { status: 404, summary: 'No chain has that name.' },
+  CHAIN_POOL_FULL: { status: 503, summary: "Every slot of the chain's shared-memory pool is in use; retry." },
+  CHAIN_MEMBER_FAILED: { status: 502, summary: 'A member of the chain threw, or its thread or process died, while handling the request.' },
+  CHAIN_UNKNOWN_MEMBER: { status: 502, summary: 'A member named a next hop that is not a member of its chain.' },
+  CHAIN_STALE_DESCRIPTOR: { status: 500, summary: "A descriptor names a slot that was freed since, or another pool's slot." },
   // Components
   UNAVAILABLE: { status: 503, summary: 'The component is starting, draining or stopped.' },
   PEER_UNAVAILABLE: { status: 503, summary: 'A peer component (worker, data plane, control plane) could not be reached.' },

@@ -15,9 +15,11 @@ import { BatonError } from './errors.js';
 /**
  * Sandbox runtimes (docs/runtimes.md): `process` runs the command as a plain
  * process; `oci` runs it in a runc container; `node` serves a Lambda-style
- * handler from a pre-booted Node process; `emulated` has no process at all.
+ * handler from a pre-booted Node process; `emulated` has no process at all;
+ * `chain` runs a function chain's gateway and members in one process
+ * (docs/chains.md), and is registered through /v1/chains.
  */
-export const RUNTIMES = ['process', 'oci', 'node', 'emulated'] as const;
+export const RUNTIMES = ['process', 'oci', 'node', 'emulated', 'chain'] as const;
 export type RuntimeName = (typeof RUNTIMES)[number];
 
 export function isRuntimeName(name: string): name is RuntimeName {
@@ -62,6 +64,9 @@ export const RESOURCE_DEFAULTS = Object.freeze({ cpuMillis: 100, memoryMb: 128 }
 
 /** Knative's revision timeout is 300 s; a minute suits interactive functions and is easy to raise. */
 export const DEFAULT_TIMEOUT_MS = 60_000;
+
+/** The environment variable that carries a chain's spec (JSON) to its gateway process (shared/chain-spec.ts). */
+export const CHAIN_SPEC_ENV = 'BATON_CHAIN_SPEC';
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -139,6 +144,10 @@ export const functionSpecSchema = z
       issue('workdir', 'must not be, or hold, the host\'s system state (/, /proc, /sys, /dev, /run, /boot): it is bound into the container');
     }
     if (v.emulation && v.runtime !== 'emulated') issue('emulation', 'is only for runtime "emulated"');
+    if (v.runtime === 'chain') {
+      if (v.command) issue('command', 'is not used by runtime "chain": its members name handlers');
+      if (v.env[CHAIN_SPEC_ENV] === undefined) issue('env', `${CHAIN_SPEC_ENV} is required for runtime "chain": register chains with POST /v1/chains`);
+    }
   });
 
 /** A spec as users write it: everything but the name and the runtime's code (command or handler) may be left out. */

@@ -13,10 +13,11 @@ import type { Logger } from '../shared/logging.js';
 import type { FunctionSpec } from '../shared/spec.js';
 import type { PortAllocator } from './ports.js';
 import type { ProcessLedger } from './process-ledger.js';
+import { ChainRuntime } from './runtimes/chain.js';
 import { EmulatedRuntime } from './runtimes/emulated.js';
 import { NodeRuntime } from './runtimes/node.js';
 import { OciRuntime, ociUnavailable } from './runtimes/oci.js';
-import { ProcessRuntime } from './runtimes/process.js';
+import { ProcessRuntime, type ProcessRuntimeOptions } from './runtimes/process.js';
 
 /**
  * Where the time of one sandbox creation went on the worker, in
@@ -131,18 +132,26 @@ export interface RuntimeContext {
   readonly ledger?: ProcessLedger;
 }
 
+/** What the `process` runtime, and the `chain` runtime built on it, are made from. */
+function processOptions(c: RuntimeContext): ProcessRuntimeOptions {
+  return {
+    host: c.config.host,
+    dataDir: c.dataDir,
+    startTimeoutMs: c.config.sandboxStartTimeoutMs,
+    stopGraceMs: c.config.stopGraceMs,
+    log: c.log,
+    ports: c.ports,
+    ledger: c.ledger,
+  };
+}
+
 export const RUNTIME_FACTORIES: Readonly<Record<string, RuntimeFactory>> = Object.freeze({
   process: {
+    create: (c: RuntimeContext) => new ProcessRuntime(processOptions(c)),
+  },
+  chain: {
     create: (c: RuntimeContext) =>
-      new ProcessRuntime({
-        host: c.config.host,
-        dataDir: c.dataDir,
-        startTimeoutMs: c.config.sandboxStartTimeoutMs,
-        stopGraceMs: c.config.stopGraceMs,
-        log: c.log,
-        ports: c.ports,
-        ledger: c.ledger,
-      }),
+      new ChainRuntime({ ...processOptions(c), nodePath: c.config.node.nodePath ?? process.execPath }),
   },
   node: {
     unavailable: (c: RuntimeContext) => NodeRuntime.unavailable(c.config.node.nodePath ?? process.execPath),
