@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { request } from 'undici';
+import { RedisServer, redisSkipReason } from '../../src/store/redis-test-support.js';
 import { fixture, FIXTURES, freePort, REPO_ROOT, startTestCluster, type TestCluster, waitFor } from '../helpers/cluster.js';
 
 const MAIN = join(REPO_ROOT, 'dist', 'src', 'cli', 'main.js');
@@ -86,7 +87,9 @@ describe('async invocations on an in-process cluster', () => {
   before(async () => {
     c = await startTestCluster({
       controlplane: { scalingPeriodMs: 200, metricsIntervalMs: 200 },
-      dataplane: { async: { concurrency: 2, maxQueued: 6, backoffInitialMs: 100, backoffMaxMs: 200, resultTtlMs: 2000, sweepIntervalMs: 200, retryAfterMs: 2500 } },
+      dataplane: {
+        async: { concurrency: 2, maxQueued: 6, maxRetries: 4, backoffInitialMs: 100, backoffMaxMs: 400, resultTtlMs: 2000, sweepIntervalMs: 200, retryAfterMs: 2500 },
+      },
     });
     base = c.dataPlaneUrl;
     const reg = await c.admin('POST', '/v1/functions', flakySpec('flaky', counts));
@@ -132,14 +135,24 @@ describe('async invocations on an in-process cluster', () => {
     assert.equal(countOf(counts, 'twice'), 3);
   });
 
+  test('a sandbox that crashes mid-request is retried on its replacement', async () => {
+    const res = await submit(base, '/fn/flaky/?key=crash&crash=1');
+    const done = await waitState(base, res.body.id, ['succeeded', 'failed']);
+    assert.equal(done.state, 'succeeded', JSON.stringify(done));
+    // A retry may also find the dead sandbox still listed (SANDBOX_UNREACHABLE) before its replacement is.
+    assert.ok(done.attempts >= 2, JSON.stringify(done));
+    assert.equal(done.body, 'ok 2\n');
+    assert.equal(countOf(counts, 'crash'), 2, 'the function saw the crashed request and the one that succeeded');
+  });
+
   test('a function that keeps failing fails after 1 + maxRetries attempts with its last answer', async () => {
     const res = await submit(base, '/fn/flaky/?key=always&fail=100');
     const done = await waitState(base, res.body.id, ['succeeded', 'failed']);
     assert.equal(done.state, 'failed');
-    assert.equal(done.attempts, 3);
+    assert.equal(done.attempts, 5);
     assert.equal(done.status, 500);
-    assert.equal(done.body, 'fail 3');
-    assert.equal(countOf(counts, 'always'), 3);
+    assert.equal(done.body, 'fail 5');
+    assert.equal(countOf(counts, 'always'), 5);
   });
 
   test('a 4xx is not retried', async () => {
@@ -208,101 +221,114 @@ describe('async invocations on an in-process cluster', () => {
   });
 });
 
-describe('kill -9 of a data plane with accepted invocations', () => {
-  let c: TestCluster;
-  let dir: string;
-  let dp: ChildProcess | undefined;
-  let dpPort: number;
-  let dpRpcPort: number;
+for (const store of ['sqlite', 'redis'] as const) {
+  describe(`kill -9 of a data plane with accepted invocations (${store} queue)`, { skip: store === 'redis' ? redisSkipReason() ?? false : false }, () => {
+    let c: TestCluster;
+    let dir: string;
+    let dp: ChildProcess | undefined;
+    let dpPort: number;
+    let dpRpcPort: number;
+    let redis: RedisServer | undefined;
 
-  function startDp(): ChildProcess {
-    const env = { ...process.env };
-    delete env.NODE_EXTRA_CA_CERTS;
-    return spawn(process.execPath, [MAIN, 'dataplane', '--config', join(dir, 'dp.yaml')], { env, stdio: ['ignore', 'ignore', LOG === 'silent' ? 'ignore' : 'inherit'] });
-  }
-
-  async function healthy(): Promise<void> {
-    await waitFor(
-      'the data plane to be synced',
-      async () => {
-        try {
-          const res = await request(`http://127.0.0.1:${dpRpcPort}/health`);
-          await res.body.dump();
-          return res.statusCode === 200 ? true : undefined;
-        } catch {
-          return undefined;
-        }
-      },
-      30_000,
-    );
-  }
-
-  before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'baton-async-kill-'));
-    mkdirSync(join(dir, 'counts'));
-    c = await startTestCluster({ controlplane: { scalingPeriodMs: 200, metricsIntervalMs: 200 } });
-    [dpPort, dpRpcPort] = [await freePort(), await freePort()];
-    writeFileSync(
-      join(dir, 'dp.yaml'),
-      [
-        `port: ${dpPort}`,
-        `rpcPort: ${dpRpcPort}`,
-        `controlPlaneUrl: ${c.controlPlane.url}`,
-        `dataDir: ${join(dir, 'dp')}`,
-        'heartbeatIntervalMs: 200',
-        'metricsIntervalMs: 200',
-        'async: { concurrency: 2, backoffInitialMs: 100, backoffMaxMs: 200 }',
-        `logLevel: ${LOG}`,
-        '',
-      ].join('\n'),
-    );
-    dp = startDp();
-    await healthy();
-  });
-
-  after(async () => {
-    dp?.kill('SIGKILL');
-    await c?.close();
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
-
-  test('every accepted invocation ends succeeded after the restart; none that had finished runs again', { timeout: 180_000 }, async () => {
-    const reg = await c.admin('POST', '/v1/functions', flakySpec('durable', join(dir, 'counts')));
-    assert.equal(reg.status, 201, JSON.stringify(reg.body));
-    const base = `http://127.0.0.1:${dpPort}`;
-    const N = 20;
-    const ids: string[] = [];
-    for (let i = 0; i < N; i++) {
-      const res = await submit(base, `/fn/durable/?key=k${i}&sleep=300`, { body: `n=${i}` });
-      assert.equal(res.status, 202, JSON.stringify(res.body));
-      ids.push(res.body.id);
+    function startDp(): ChildProcess {
+      const env = { ...process.env };
+      delete env.NODE_EXTRA_CA_CERTS;
+      return spawn(process.execPath, [MAIN, 'dataplane', '--config', join(dir, 'dp.yaml')], { env, stdio: ['ignore', 'ignore', LOG === 'silent' ? 'ignore' : 'inherit'] });
     }
-    // Kill once some have finished and the rest are queued or running.
-    const finishedBefore = await waitFor(
-      'a few invocations to finish',
-      async () => {
-        const states = await Promise.all(ids.map(async (id) => (await result(base, id)).body.state as string));
-        const done = ids.filter((_, i) => states[i] === 'succeeded');
-        return done.length >= 2 ? done : undefined;
-      },
-      60_000,
-    );
-    const child = dp as ChildProcess;
-    const exited = new Promise((resolve) => child.once('exit', resolve));
-    child.kill('SIGKILL');
-    await exited;
-    assert.ok(finishedBefore.length < N, 'the kill came before everything had finished');
 
-    dp = startDp();
-    await healthy();
-    for (const [i, id] of ids.entries()) {
-      const done = await waitState(base, id, ['succeeded', 'failed'], 60_000);
-      assert.equal(done.state, 'succeeded', `invocation ${i}: ${JSON.stringify(done)}`);
-      assert.match(done.body ?? '', new RegExp(`\\nn=${i}$`));
+    async function healthy(): Promise<void> {
+      await waitFor(
+        'the data plane to be synced',
+        async () => {
+          try {
+            const res = await request(`http://127.0.0.1:${dpRpcPort}/health`);
+            await res.body.dump();
+            return res.statusCode === 200 ? true : undefined;
+          } catch {
+            return undefined;
+          }
+        },
+        30_000,
+      );
     }
-    for (const id of finishedBefore) {
-      const i = ids.indexOf(id);
-      assert.equal(countOf(join(dir, 'counts'), `k${i}`), 1, `invocation ${i} finished before the kill and must not run again`);
-    }
+
+    before(async () => {
+      dir = mkdtempSync(join(tmpdir(), 'baton-async-kill-'));
+      mkdirSync(join(dir, 'counts'));
+      c = await startTestCluster({ controlplane: { scalingPeriodMs: 200, metricsIntervalMs: 200 } });
+      [dpPort, dpRpcPort] = [await freePort(), await freePort()];
+      if (store === 'redis') {
+        mkdirSync(join(dir, 'redis'));
+        redis = await RedisServer.start(join(dir, 'redis'));
+      }
+      const storeLine = redis ? `  store: { type: redis, url: '${redis.url}', keyPrefix: 'test:async:' }` : '  store: { type: sqlite }';
+      writeFileSync(
+        join(dir, 'dp.yaml'),
+        [
+          `port: ${dpPort}`,
+          `rpcPort: ${dpRpcPort}`,
+          `controlPlaneUrl: ${c.controlPlane.url}`,
+          `dataDir: ${join(dir, 'dp')}`,
+          'heartbeatIntervalMs: 200',
+          'metricsIntervalMs: 200',
+          'async:',
+          '  concurrency: 2',
+          '  backoffInitialMs: 100',
+          '  backoffMaxMs: 200',
+          storeLine,
+          `logLevel: ${LOG}`,
+          '',
+        ].join('\n'),
+      );
+      dp = startDp();
+      await healthy();
+    });
+
+    after(async () => {
+      dp?.kill('SIGKILL');
+      await c?.close();
+      await redis?.stop();
+      if (dir) rmSync(dir, { recursive: true, force: true });
+    });
+
+    test('every accepted invocation ends succeeded after the restart; none that had finished runs again', { timeout: 180_000 }, async () => {
+      const reg = await c.admin('POST', '/v1/functions', flakySpec('durable', join(dir, 'counts')));
+      assert.equal(reg.status, 201, JSON.stringify(reg.body));
+      const base = `http://127.0.0.1:${dpPort}`;
+      const N = 20;
+      const ids: string[] = [];
+      for (let i = 0; i < N; i++) {
+        const res = await submit(base, `/fn/durable/?key=k${i}&sleep=300`, { body: `n=${i}` });
+        assert.equal(res.status, 202, JSON.stringify(res.body));
+        ids.push(res.body.id);
+      }
+      // Kill once some have finished and the rest are queued or running.
+      const finishedBefore = await waitFor(
+        'a few invocations to finish',
+        async () => {
+          const states = await Promise.all(ids.map(async (id) => (await result(base, id)).body.state as string));
+          const done = ids.filter((_, i) => states[i] === 'succeeded');
+          return done.length >= 2 ? done : undefined;
+        },
+        60_000,
+      );
+      const child = dp as ChildProcess;
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGKILL');
+      await exited;
+      assert.ok(finishedBefore.length < N, 'the kill came before everything had finished');
+
+      dp = startDp();
+      await healthy();
+      for (const [i, id] of ids.entries()) {
+        const done = await waitState(base, id, ['succeeded', 'failed'], 60_000);
+        assert.equal(done.state, 'succeeded', `invocation ${i}: ${JSON.stringify(done)}`);
+        assert.match(done.body ?? '', new RegExp(`\\nn=${i}$`));
+      }
+      for (const id of finishedBefore) {
+        const i = ids.indexOf(id);
+        assert.equal(countOf(join(dir, 'counts'), `k${i}`), 1, `invocation ${i} finished before the kill and must not run again`);
+      }
+    });
   });
-});
+}
