@@ -222,7 +222,7 @@ describe('async invocations on an in-process cluster', () => {
 });
 
 for (const store of ['sqlite', 'redis'] as const) {
-  describe(`kill -9 of a data plane with accepted invocations (${store} queue)`, { skip: store === 'redis' ? redisSkipReason() ?? false : false }, () => {
+  describe(`a data plane restarted with accepted invocations (${store} queue)`, { skip: store === 'redis' ? redisSkipReason() ?? false : false }, () => {
     let c: TestCluster;
     let dir: string;
     let dp: ChildProcess | undefined;
@@ -271,6 +271,7 @@ for (const store of ['sqlite', 'redis'] as const) {
           `dataDir: ${join(dir, 'dp')}`,
           'heartbeatIntervalMs: 200',
           'metricsIntervalMs: 200',
+          'shutdownGraceMs: 300',
           'async:',
           '  concurrency: 2',
           '  backoffInitialMs: 100',
@@ -329,6 +330,23 @@ for (const store of ['sqlite', 'redis'] as const) {
         const i = ids.indexOf(id);
         assert.equal(countOf(join(dir, 'counts'), `k${i}`), 1, `invocation ${i} finished before the kill and must not run again`);
       }
+    });
+
+    test('an attempt cut by a graceful stop runs again after the restart, its cut attempt not counted', { timeout: 120_000 }, async () => {
+      const base = `http://127.0.0.1:${dpPort}`;
+      const res = await submit(base, '/fn/durable/?key=cut&sleep=3000');
+      assert.equal(res.status, 202);
+      await waitFor('the sandbox to get the request', () => (countOf(join(dir, 'counts'), 'cut') === 1 ? true : undefined), 60_000);
+      const child = dp as ChildProcess;
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      await exited;
+      dp = startDp();
+      await healthy();
+      const done = await waitState(base, res.body.id, ['succeeded', 'failed'], 60_000);
+      assert.equal(done.state, 'succeeded', JSON.stringify(done));
+      assert.equal(done.attempts, 1);
+      assert.equal(countOf(join(dir, 'counts'), 'cut'), 2, 'cut once, then run to the end');
     });
   });
 }

@@ -73,6 +73,8 @@ export class AsyncInvocations implements AsyncSubmitter {
   /** Attempts in progress. */
   private running = 0;
   private claiming = false;
+  /** pump() was called while a claim was out: claim again when it returns (it may have missed a new invocation). */
+  private pumpAgain = false;
   private stopping = false;
   private closed: Promise<void> | null = null;
   private pollTimer: NodeJS.Timeout | null = null;
@@ -155,16 +157,21 @@ export class AsyncInvocations implements AsyncSubmitter {
 
   /** Claims as many due invocations as there are free slots and starts them. */
   pump(): void {
-    if (this.stopping || this.claiming || this.unfinished === 0 || !this.deps.synced()) return;
+    if (this.claiming) {
+      this.pumpAgain = true;
+      return;
+    }
+    if (this.stopping || this.unfinished === 0 || !this.deps.synced()) return;
     const free = this.config.concurrency - this.running;
     if (free <= 0) return;
     this.claiming = true;
+    this.pumpAgain = false;
     this.store.claim(free, Date.now()).then(
       (claimed) => {
         this.claiming = false;
         for (const inv of claimed) this.run(inv);
-        // A full batch: there may be more due.
-        if (claimed.length === free) this.pump();
+        // A full batch (there may be more due), or a submit or a freed slot meanwhile.
+        if (claimed.length === free || this.pumpAgain) this.pump();
       },
       (err: unknown) => {
         this.claiming = false;
@@ -184,11 +191,14 @@ export class AsyncInvocations implements AsyncSubmitter {
   }
 
   private settle(inv: StoredInvocation, result: InvocationResult): void {
-    const step = nextStep(result.status, inv.attempts, this.config, result.errorCode !== undefined && FINAL_CODES.has(result.errorCode));
+    const final = result.errorCode !== undefined && FINAL_CODES.has(result.errorCode);
+    const step = nextStep(result.status, inv.attempts, this.config, final);
     let write: Promise<void> | null = null;
-    if (step.kind === 'retry') {
-      // Stopping: leave it running; the next start queues it again, not counting this attempt.
-      if (!this.stopping) write = this.store.requeue(inv.id, Date.now() + step.delayMs, result);
+    if (this.stopping && result.status >= 500 && !final) {
+      // Most likely cut by the shutdown itself: leave it running, so the next
+      // start queues it again without counting this attempt (even a last one).
+    } else if (step.kind === 'retry') {
+      write = this.store.requeue(inv.id, Date.now() + step.delayMs, result);
     } else {
       const now = Date.now();
       write = this.store.finish(inv.id, step.kind, result, now, now + this.config.resultTtlMs);
