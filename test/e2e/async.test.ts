@@ -1,9 +1,10 @@
 // Async invocations (issue 8) end to end, on a real cluster with a process
 // function that counts its requests in files (test/fixtures/flaky-server.js):
 // submit and read results, retries with back-off, 4xx not retried, the
-// result TTL and its sweep, a full queue, body limits; then kill -9 of a data
-// plane running as its own process with invocations accepted, and a restart
-// that runs every one of them to `succeeded`, none that had finished twice.
+// result TTL and its sweep, a full queue, body limits; then, with a SQLite and
+// a Redis queue, kill -9 of a data plane running as its own process with
+// invocations accepted, and a restart that runs every one of them to
+// `succeeded`, none that had finished twice; and a graceful stop mid-attempt.
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';

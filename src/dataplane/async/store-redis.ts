@@ -23,11 +23,21 @@ import type { AsyncQueueStore, InvocationResult, InvocationState, NewInvocation,
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
+    batonAsyncAdd(inv: string, queue: string, id: string, submittedAt: number, fn: string, method: string, path: string, headers: string, body: Buffer): import('ioredis').Result<number, Context>;
     batonAsyncClaim(queue: string, running: string, invPrefix: string, now: number, max: number): import('ioredis').Result<string[], Context>;
     batonAsyncRecover(queue: string, running: string, invPrefix: string): import('ioredis').Result<number, Context>;
     batonAsyncSweep(expiry: string, invPrefix: string, now: number, max: number): import('ioredis').Result<number, Context>;
   }
 }
+
+// KEYS: invocation hash, queue; ARGV: id, submittedAt, function, method, path, headers, body. 0 if the id exists.
+const ADD = `
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'function', ARGV[3], 'method', ARGV[4], 'path', ARGV[5], 'headers', ARGV[6], 'body', ARGV[7],
+  'submittedAt', ARGV[2], 'state', 'queued', 'attempts', 0, 'notBefore', ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+return 1
+`;
 
 // KEYS: queue, running; ARGV: inv prefix, now, max.
 const CLAIM = `
@@ -158,6 +168,7 @@ export class RedisQueueStore implements AsyncQueueStore {
       autoResendUnfulfilledCommands: false,
       retryStrategy: (attempt: number) => Math.min(100 * 2 ** Math.min(attempt - 1, 10), 2000),
     });
+    client.defineCommand('batonAsyncAdd', { numberOfKeys: 2, lua: ADD });
     client.defineCommand('batonAsyncClaim', { numberOfKeys: 2, lua: CLAIM });
     client.defineCommand('batonAsyncRecover', { numberOfKeys: 2, lua: RECOVER });
     client.defineCommand('batonAsyncSweep', { numberOfKeys: 1, lua: SWEEP });
@@ -205,23 +216,18 @@ export class RedisQueueStore implements AsyncQueueStore {
 
   async add(inv: NewInvocation): Promise<void> {
     await this.run('add', async (c) => {
-      const key = this.invPrefix + inv.id;
-      const replies = await c
-        .multi()
-        .hset(key, {
-          function: inv.function,
-          method: inv.method,
-          path: inv.path,
-          headers: JSON.stringify(inv.headers),
-          body: Buffer.from(inv.body),
-          submittedAt: inv.submittedAt,
-          state: 'queued',
-          attempts: 0,
-          notBefore: inv.submittedAt,
-        })
-        .zadd(this.queueKey, inv.submittedAt, inv.id)
-        .exec();
-      RedisQueueStore.checked(replies);
+      const added = await c.batonAsyncAdd(
+        this.invPrefix + inv.id,
+        this.queueKey,
+        inv.id,
+        inv.submittedAt,
+        inv.function,
+        inv.method,
+        inv.path,
+        JSON.stringify(inv.headers),
+        Buffer.from(inv.body),
+      );
+      if (added !== 1) throw new BatonError('STORE_ERROR', `async queue: add: invocation ${inv.id} exists`);
     });
   }
 

@@ -43,6 +43,23 @@ export function asyncQueueConformance(kind: string, open: (name: string) => Prom
     }
   });
 
+  test(`${kind}: concurrent adds, claims and finishes all land once`, async () => {
+    const s = await open(fresh());
+    try {
+      await Promise.all(Array.from({ length: 50 }, (_, i) => s.add(inv(`c${i}`, 1000 + i))));
+      assert.equal(await s.unfinished(), 50);
+      const claims = await Promise.all([s.claim(20, 5000), s.claim(20, 5000), s.claim(20, 5000)]);
+      const ids = claims.flat().map((i) => i.id);
+      assert.equal(ids.length, 50);
+      assert.equal(new Set(ids).size, 50, 'no invocation is claimed twice');
+      await Promise.all(ids.map((id) => s.finish(id, 'succeeded', ok, 6000, 9000)));
+      assert.equal(await s.unfinished(), 0);
+      await assert.rejects(s.add(inv('c0', 1)), 'an id is unique');
+    } finally {
+      await s.close();
+    }
+  });
+
   test(`${kind}: claim takes at most max, oldest first, and marks them running`, async () => {
     const s = await open(fresh());
     try {
