@@ -7,11 +7,14 @@
 // `succeeded`, none that had finished twice; and a graceful stop mid-attempt.
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { connect } from 'node:http2';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { request } from 'undici';
+import { DataPlane } from '../../src/dataplane/index.js';
+import { compileConfig, dataPlaneSchema } from '../../src/shared/config.js';
 import { RedisServer, redisSkipReason } from '../../src/store/redis-test-support.js';
 import { fixture, FIXTURES, freePort, REPO_ROOT, startTestCluster, type TestCluster, waitFor } from '../helpers/cluster.js';
 
@@ -126,6 +129,28 @@ describe('async invocations on an in-process cluster', () => {
     assert.equal((await waitState(base, res.body.id, ['succeeded'])).body, 'ok 1\n');
   });
 
+  test('h2c clients submit too', async () => {
+    const session = connect(base);
+    try {
+      const { status, text } = await new Promise<{ status: number; text: string }>((resolve, reject) => {
+        const stream = session.request({ ':method': 'POST', ':path': '/fn/flaky/?key=h2', 'x-baton-invocation': 'async' });
+        let status = 0;
+        let text = '';
+        stream.on('response', (h) => (status = Number(h[':status'])));
+        stream.setEncoding('utf8');
+        stream.on('data', (c: string) => (text += c));
+        stream.on('end', () => resolve({ status, text }));
+        stream.on('error', reject);
+        stream.end('over h2');
+      });
+      assert.equal(status, 202, text);
+      const done = await waitState(base, (JSON.parse(text) as { id: string }).id, ['succeeded']);
+      assert.equal(done.body, 'ok 1\nover h2');
+    } finally {
+      session.close();
+    }
+  });
+
   test('a function that fails twice with 5xx is retried and succeeds on the third attempt', async () => {
     const res = await submit(base, '/fn/flaky/?key=twice&fail=2&status=503');
     assert.equal(res.status, 202);
@@ -220,6 +245,20 @@ describe('async invocations on an in-process cluster', () => {
     const again = await submit(base, '/fn/flaky/?key=after-full');
     assert.equal(again.status, 202);
   });
+});
+
+test('with async.enabled false there is no submitter and /v1/invocations answers 501 ASYNC_DISABLED', async () => {
+  const dp = await DataPlane.create(
+    compileConfig(dataPlaneSchema, { port: 0, rpcPort: 0, controlPlaneUrl: 'http://127.0.0.1:1', logLevel: 'silent', async: { enabled: false } }),
+  );
+  try {
+    assert.equal(dp.asyncSubmitter(), null);
+    const res = await request(`http://${dp.proxyAddress}/v1/invocations/x`);
+    assert.equal(res.statusCode, 501);
+    assert.equal(JSON.parse(await res.body.text()).code, 'ASYNC_DISABLED');
+  } finally {
+    await dp.stop(0);
+  }
 });
 
 for (const store of ['sqlite', 'redis'] as const) {
