@@ -15,6 +15,7 @@ import { after, before, describe, test } from 'node:test';
 import { request } from 'undici';
 import { DataPlane } from '../../src/dataplane/index.js';
 import { compileConfig, dataPlaneSchema } from '../../src/shared/config.js';
+import { BatonError } from '../../src/shared/errors.js';
 import { RedisServer, redisSkipReason } from '../../src/store/redis-test-support.js';
 import { fixture, FIXTURES, freePort, REPO_ROOT, startTestCluster, type TestCluster, waitFor } from '../helpers/cluster.js';
 
@@ -151,6 +152,17 @@ describe('async invocations on an in-process cluster', () => {
     }
   });
 
+  test('DataPlane.asyncSubmitter() (the Lambda Invoke API\'s door) submits, and refuses unknown functions', async () => {
+    const submitter = c.dataPlane.asyncSubmitter();
+    assert.ok(submitter);
+    const { id } = await submitter.submit({ function: 'flaky', method: 'POST', path: '/?key=direct', headers: { 'x-h': 'v' }, body: Buffer.from('direct') });
+    assert.equal((await waitState(base, id, ['succeeded'])).body, 'ok 1\ndirect');
+    await assert.rejects(
+      submitter.submit({ function: 'nope', method: 'POST', path: '/', headers: {}, body: new Uint8Array() }),
+      (e: unknown) => e instanceof BatonError && e.code === 'FUNCTION_NOT_FOUND',
+    );
+  });
+
   test('a function that fails twice with 5xx is retried and succeeds on the third attempt', async () => {
     const res = await submit(base, '/fn/flaky/?key=twice&fail=2&status=503');
     assert.equal(res.status, 202);
@@ -241,6 +253,16 @@ describe('async invocations on an in-process cluster', () => {
     assert.equal(full.body.code, 'ASYNC_QUEUE_FULL');
     assert.equal(full.body.retryAfterMs, 2500);
     assert.equal(full.headers['retry-after'], '3');
+    await assert.rejects(
+      (c.dataPlane.asyncSubmitter() as NonNullable<ReturnType<typeof c.dataPlane.asyncSubmitter>>).submit({
+        function: 'flaky',
+        method: 'GET',
+        path: '/?key=never',
+        headers: {},
+        body: new Uint8Array(),
+      }),
+      (e: unknown) => e instanceof BatonError && e.code === 'ASYNC_QUEUE_FULL' && e.status === 429 && e.details?.retryAfterMs === 2500,
+    );
     for (const id of ids) assert.equal((await waitState(base, id, ['succeeded', 'failed'])).state, 'succeeded');
     const again = await submit(base, '/fn/flaky/?key=after-full');
     assert.equal(again.status, 202);

@@ -75,6 +75,8 @@ export class AsyncInvocations implements AsyncSubmitter {
   private claiming = false;
   /** pump() was called while a claim was out: claim again when it returns (it may have missed a new invocation). */
   private pumpAgain = false;
+  /** The last claim failed (the store is unreachable): logged once until one succeeds. */
+  private claimFailing = false;
   private stopping = false;
   private closed: Promise<void> | null = null;
   private pollTimer: NodeJS.Timeout | null = null;
@@ -169,13 +171,17 @@ export class AsyncInvocations implements AsyncSubmitter {
     this.store.claim(free, Date.now()).then(
       (claimed) => {
         this.claiming = false;
+        if (this.claimFailing) this.deps.log.warn('async invocations: claiming from the queue works again');
+        this.claimFailing = false;
         for (const inv of claimed) this.run(inv);
         // A full batch (there may be more due), or a submit or a freed slot meanwhile.
         if (claimed.length === free || this.pumpAgain) this.pump();
       },
       (err: unknown) => {
         this.claiming = false;
-        this.deps.log.error({ err }, 'async invocations: claiming from the queue failed; trying again');
+        // Logged once per outage, not on every poll; the poll keeps trying.
+        if (!this.claimFailing) this.deps.log.error({ err }, 'async invocations: claiming from the queue failed; retrying every second');
+        this.claimFailing = true;
       },
     );
   }
