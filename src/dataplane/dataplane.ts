@@ -182,6 +182,7 @@ export class DataPlane {
         synced: () => proxy.synced,
         maxResultBytes: config.maxBodyBytes,
         log: asyncLog,
+        registry: this.metrics.registry,
       });
       proxy.asyncInvocations = this.asyncValue;
       proxy.asyncMaxBodyBytes = config.async.maxBodyBytes;

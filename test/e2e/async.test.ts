@@ -267,6 +267,22 @@ describe('async invocations on an in-process cluster', () => {
     const again = await submit(base, '/fn/flaky/?key=after-full');
     assert.equal(again.status, 202);
   });
+
+  test('/metrics counts async outcomes and shows the unfinished ones', async () => {
+    const scrape = async (): Promise<string> => (await request(`http://${c.dataPlane.rpcAddress}/metrics`)).body.text();
+    // A sample line: the name, its labels (the registry adds component="dataplane"), the value.
+    const value = (text: string, name: string, outcome?: string): number => {
+      const line = text.split('\n').find((l) => l.startsWith(`${name}{`) && (outcome === undefined || l.includes(`outcome="${outcome}"`)));
+      return Number(line?.slice(line.lastIndexOf(' ') + 1) ?? NaN);
+    };
+    await waitFor('nothing unfinished', async () => (value(await scrape(), 'baton_dataplane_async_unfinished') === 0 ? true : undefined), 30_000);
+    const text = await scrape();
+    assert.ok(value(text, 'baton_dataplane_async_invocations_total', 'accepted') >= 15, text);
+    assert.ok(value(text, 'baton_dataplane_async_invocations_total', 'rejected_full') >= 2);
+    assert.ok(value(text, 'baton_dataplane_async_invocations_total', 'retried') >= 6, 'twice: 2, always: 4');
+    assert.ok(value(text, 'baton_dataplane_async_invocations_total', 'failed') >= 2, 'always and client');
+    assert.equal(value(text, 'baton_dataplane_async_running'), 0);
+  });
 });
 
 test('with async.enabled false there is no submitter and /v1/invocations answers 501 ASYNC_DISABLED', async () => {

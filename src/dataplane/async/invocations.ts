@@ -20,6 +20,7 @@
 // the store and the next start puts it back in the queue without counting it.
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
+import { Counter, Gauge, type Registry } from 'prom-client';
 import type { AsyncConfig } from '../../shared/config.js';
 import { BatonError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logging.js';
@@ -43,7 +44,11 @@ export interface AsyncInvocationsDeps {
   /** Response bodies over this fail with RESULT_TOO_LARGE (the data plane's maxBodyBytes). */
   maxResultBytes: number;
   log: Logger;
+  /** The data plane's Prometheus registry: the async gauges and counter go there. */
+  registry?: Registry;
 }
+
+type Outcome = 'accepted' | 'rejected_full' | 'succeeded' | 'failed' | 'retried';
 
 /**
  * Opens the configured queue store: `<dataDir>/dataplane-async.db` unless a
@@ -84,6 +89,7 @@ export class AsyncInvocations implements AsyncSubmitter {
   private wakeTimer: NodeJS.Timeout | null = null;
   private wakeAt = Infinity;
   private idleWaiters: (() => void)[] = [];
+  private readonly outcomes: Counter<'outcome'> | null = null;
 
   private constructor(
     private readonly store: AsyncQueueStore,
@@ -92,6 +98,31 @@ export class AsyncInvocations implements AsyncSubmitter {
     unfinished: number,
   ) {
     this.unfinished = unfinished;
+    const registry = deps.registry;
+    if (registry === undefined) return;
+    // Read at scrape time: nothing on the invocation path touches prom-client for them.
+    const unfinishedGauge: Gauge = new Gauge({
+      name: 'baton_dataplane_async_unfinished',
+      help: 'Async invocations queued or running on this data plane.',
+      registers: [registry],
+      collect: () => unfinishedGauge.set(this.unfinished),
+    });
+    const runningGauge: Gauge = new Gauge({
+      name: 'baton_dataplane_async_running',
+      help: 'Async invocation attempts in progress.',
+      registers: [registry],
+      collect: () => runningGauge.set(this.running),
+    });
+    this.outcomes = new Counter({
+      name: 'baton_dataplane_async_invocations_total',
+      help: 'Async invocations by outcome: accepted, rejected_full (429), and per attempt succeeded, failed (final) or retried.',
+      labelNames: ['outcome'],
+      registers: [registry],
+    });
+  }
+
+  private count(outcome: Outcome): void {
+    this.outcomes?.inc({ outcome });
   }
 
   /** Opens the store and puts back what a previous process left running. */
@@ -126,6 +157,7 @@ export class AsyncInvocations implements AsyncSubmitter {
       throw new BatonError('BODY_TOO_LARGE', `async request body of ${req.body.byteLength} bytes is over the limit of ${max}`);
     }
     if (this.unfinished >= this.config.maxQueued) {
+      this.count('rejected_full');
       const retryAfterMs = this.config.retryAfterMs;
       throw new BatonError('ASYNC_QUEUE_FULL', `the data plane holds ${this.unfinished} unfinished async invocations (async.maxQueued)`, {
         details: { retryAfterMs },
@@ -139,6 +171,7 @@ export class AsyncInvocations implements AsyncSubmitter {
       this.unfinished--;
       throw err;
     }
+    this.count('accepted');
     this.pump();
     return { id };
   }
@@ -216,6 +249,7 @@ export class AsyncInvocations implements AsyncSubmitter {
     }
     write.then(
       () => {
+        this.count(step.kind === 'retry' ? 'retried' : step.kind);
         if (step.kind === 'retry') {
           log.debug({ id: inv.id, function: inv.function, attempts: inv.attempts, status: result.status, delayMs: step.delayMs }, 'async invocation: retrying');
           this.wakeIn(step.delayMs);
