@@ -120,6 +120,10 @@ describe('async invocations on an in-process cluster', () => {
     assert.equal(done.encoding, 'utf-8');
     assert.equal(done.body, 'ok 1\npayload');
     assert.equal(done.headers?.['x-count'], '1');
+    // The sandbox got an ordinary request: the flaky fixture echoes only the body, so ask the invocation's own request.
+    const stored = await c.dataPlane.asyncInvocations?.inspect(id);
+    assert.equal(stored?.headers['content-type'], 'text/plain');
+    assert.equal(stored?.headers['x-baton-invocation'], undefined, 'the async header is not passed on');
     assert.ok(done.finishedAt !== null && Date.parse(done.finishedAt) >= Date.parse(done.submittedAt));
     assert.equal(countOf(counts, 'plain'), 1);
   });
@@ -209,9 +213,11 @@ describe('async invocations on an in-process cluster', () => {
     const unknownFn = await submit(base, '/fn/nope/');
     assert.equal(unknownFn.status, 404);
     assert.equal(unknownFn.body.code, 'FUNCTION_NOT_FOUND');
-    const unknownId = await result(base, '00000000-0000-0000-0000-000000000000');
-    assert.equal(unknownId.status, 404);
-    assert.equal(unknownId.body.code, 'INVOCATION_NOT_FOUND');
+    for (const id of ['00000000-0000-0000-0000-000000000000', 'queue', '..%2Fx', '%E0%A4%A']) {
+      const unknownId = await result(base, id);
+      assert.equal(unknownId.status, 404, id);
+      assert.equal(unknownId.body.code, 'INVOCATION_NOT_FOUND');
+    }
     const big = await submit(base, '/fn/flaky/?key=big', { body: Buffer.alloc(1024 * 1024 + 1, 97) });
     assert.equal(big.status, 413);
     assert.equal(big.body.code, 'BODY_TOO_LARGE');

@@ -12,10 +12,19 @@ import { INVOCATIONS_PATH } from '../routing.js';
 import type { AsyncInvocations } from './invocations.js';
 import { encodeBody, headerObject } from './policy.js';
 
-/** Forwarded request headers (a flat list) as the object stored: lower-case names, repeats joined. */
+/** Headers that asked for async: the sandbox gets the request as an ordinary one. */
+const ASYNC_HEADERS = new Set(['x-baton-invocation', 'x-amz-invocation-type']);
+
+/** Invocation ids are UUIDs; anything else is not looked up (it could name another key in a Redis store). */
+const ID = /^[0-9A-Za-z-]{1,64}$/;
+
+/** Forwarded request headers (a flat list) as the object stored: lower-case names, repeats joined, the async ones dropped. */
 function storedHeaders(flat: readonly string[]): Record<string, string> {
   const pairs: [string, string][] = [];
-  for (let i = 0; i + 1 < flat.length; i += 2) pairs.push([flat[i] as string, flat[i + 1] as string]);
+  for (let i = 0; i + 1 < flat.length; i += 2) {
+    const name = flat[i] as string;
+    if (!ASYNC_HEADERS.has(name.toLowerCase())) pairs.push([name, flat[i + 1] as string]);
+  }
   return headerObject(pairs);
 }
 
@@ -95,7 +104,7 @@ export function resultHttp(invocations: AsyncInvocations, req: ClientRequest, re
   }
   void (async () => {
     try {
-      const inv = id === '' || id.includes('/') ? undefined : await invocations.get(id);
+      const inv = ID.test(id) ? await invocations.get(id) : undefined;
       if (inv === undefined) throw new BatonError('INVOCATION_NOT_FOUND', `no async invocation ${JSON.stringify(id)} on this data plane (unknown, or its result expired)`);
       const finished = inv.state === 'succeeded' || inv.state === 'failed';
       const result = finished ? inv.result : null;
