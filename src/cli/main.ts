@@ -230,8 +230,9 @@ export function buildProgram(): Command {
     .option('--port <port>', 'invocation port', int)
     .option('--rpc-port <port>', 'internal RPC port', int)
     .option('--control-plane <url>', 'control plane URL')
+    .option('--data-dir <dir>', 'data directory (the durable async invocation queue)')
     .action(async (o: Record<string, unknown>, cmd: Command) => {
-      const cfg = daemonConfig(dataPlaneSchema, cmd, { host: o.host, port: o.port, rpcPort: o.rpcPort, controlPlaneUrl: o.controlPlane });
+      const cfg = daemonConfig(dataPlaneSchema, cmd, { host: o.host, port: o.port, rpcPort: o.rpcPort, controlPlaneUrl: o.controlPlane, dataDir: o.dataDir });
       const dp = await DataPlane.create(cfg);
       process.stdout.write(`data plane: http://${dp.proxyAddress} (rpc ${dp.rpcAddress})\n`);
       stopOnSignal(() => dp.stop());

@@ -81,6 +81,8 @@ export async function startCluster(cfg: UpConfig): Promise<RunningCluster> {
       port: cfg.dataplanePort,
       controlPlaneUrl: controlPlane.url,
       token,
+      // The async queue's file sits beside the control plane's store.
+      dataDir: cfg.dataDir,
     });
     const dataPlane = await DataPlane.create(dpConfig, { log: createLogger('dataplane', { level: dpConfig.logLevel }) });
     stops.push(() => dataPlane.stop());

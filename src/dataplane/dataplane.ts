@@ -47,6 +47,7 @@ import { createLogger, type Logger } from '../shared/logging.js';
 import { startRpcServer } from '../shared/rpc.js';
 import { fromFunctionSpecMessage, type FunctionSpec, type LoadBalancingPolicyName } from '../shared/spec.js';
 import type { AsyncSubmitter } from './async-submitter.js';
+import { AsyncInvocations, openQueueStore } from './async/invocations.js';
 import { CLOCK_TICK_MS, tickClock } from './clock.js';
 import { ControlPlaneLink, type FunctionLoadInit } from './control-plane-link.js';
 import { EndpointState, FunctionState } from './function-table.js';
@@ -114,6 +115,8 @@ export class DataPlane {
   private lastReportAt = 0;
   private reportInFlight = false;
   private stopping: Promise<void> | null = null;
+  /** Async invocations (src/dataplane/async/); null when async.enabled is false. */
+  private asyncValue: AsyncInvocations | null = null;
 
   private constructor(
     private readonly config: DataPlaneConfig,
@@ -159,6 +162,7 @@ export class DataPlane {
       await dp.start();
     } catch (err) {
       dp.stateValue = 'FAILED';
+      await dp.asyncValue?.stop(0);
       await dp.proxyListener?.close(0);
       await dp.rpcListener?.close(0);
       throw err;
@@ -170,6 +174,20 @@ export class DataPlane {
     const config = this.config;
     const log = this.log;
     const proxy = this.proxy;
+    if (config.async.enabled) {
+      // Opened first: a queue another data plane holds (or an unreachable Redis) fails the start.
+      const asyncLog = log.child({ component: 'async' });
+      const store = await openQueueStore(config.async, config.dataDir, asyncLog);
+      this.asyncValue = await AsyncInvocations.open(store, config.async, {
+        proxy,
+        synced: () => proxy.synced,
+        maxResultBytes: config.maxBodyBytes,
+        log: asyncLog,
+        registry: this.metrics.registry,
+      });
+      proxy.asyncInvocations = this.asyncValue;
+      proxy.asyncMaxBodyBytes = config.async.maxBodyBytes;
+    }
     const listener = await DualListener.listen(proxy.handle, {
       host: config.host,
       port: config.port,
@@ -212,17 +230,10 @@ export class DataPlane {
       onRegistered: (res) => this.onRegistered(res),
     });
     this.startHousekeeping();
+    this.asyncValue?.start();
     this.stateValue = 'RUNNING';
     this.linkValue.start();
     log.info({ proxy: this.addresses.proxy, rpc: this.addresses.rpc, controlPlane: config.controlPlaneUrl }, 'data plane started');
-  }
-
-  /**
-   * Where asynchronous invocations go (the Lambda Invoke API's Event type);
-   * null while this data plane has no async queue.
-   */
-  asyncSubmitter(): AsyncSubmitter | null {
-    return null;
   }
 
   /** host:port clients invoke functions on (the advertised host). */
@@ -256,6 +267,19 @@ export class DataPlane {
     return this.proxy.synced;
   }
 
+  /**
+   * Where async invocations are submitted (the Lambda Invoke API's `Event`
+   * type uses it too); null when `async.enabled` is false.
+   */
+  asyncSubmitter(): AsyncSubmitter | null {
+    return this.asyncValue;
+  }
+
+  /** The async invocations themselves (results, the expiry sweep); null when disabled. */
+  get asyncInvocations(): AsyncInvocations | null {
+    return this.asyncValue;
+  }
+
   /** Whether the last registration (or heartbeat) reached the control plane. */
   get registered(): boolean {
     return this.linkValue?.registered ?? false;
@@ -273,6 +297,8 @@ export class DataPlane {
   private async doStop(graceMs: number): Promise<void> {
     this.stateValue = 'DRAINING';
     this.proxy.accepting = false;
+    // Claims nothing more; attempts still running get the grace period (async/invocations.ts).
+    const asyncStopped = this.asyncValue?.stop(graceMs);
     if (this.housekeeping) clearInterval(this.housekeeping);
     this.housekeeping = null;
     const listenerClosed = this.proxyListener?.close(graceMs);
@@ -289,6 +315,7 @@ export class DataPlane {
     await this.rpcListener?.close(Math.min(graceMs, 1000));
     await Promise.all([...this.openEndpoints].map((ep) => ep.upstream.destroy().catch(() => undefined)));
     this.openEndpoints.clear();
+    await asyncStopped;
     this.stateValue = 'STOPPED';
     this.log.info('data plane stopped');
   }
@@ -520,6 +547,8 @@ export class DataPlane {
     if (!this.proxy.synced) {
       this.proxy.synced = true;
       this.log.info({ functions: snapshot.functions.length }, 'received the full state: healthy');
+      // Async invocations waited for their functions to be known.
+      this.asyncValue?.pump();
     }
     for (const fn of [...this.functions.values()]) {
       if (!named.has(fn.name) && fn.chain.head <= snapshot.epoch) {

@@ -19,6 +19,8 @@ export class RequestHeaderScan {
   contentLength = '';
   /** A Transfer-Encoding header was present (a chunked body follows). */
   chunked = false;
+  /** `x-baton-invocation: async` or `X-Amz-Invocation-Type: Event`: run it asynchronously (src/dataplane/async/). */
+  async = false;
 }
 
 /**
@@ -31,6 +33,7 @@ export function scanRequestHeaders(raw: readonly string[], scan: RequestHeaderSc
   let authority = '';
   let contentLength = '';
   let chunked = false;
+  let isAsync = false;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string;
     const value = raw[i + 1] as string;
@@ -73,6 +76,12 @@ export function scanRequestHeaders(raw: readonly string[], scan: RequestHeaderSc
           continue;
         }
         break;
+      case 18:
+        if (name.toLowerCase() === 'x-baton-invocation' && value.trim().toLowerCase() === 'async') isAsync = true;
+        break;
+      case 21:
+        if (name.toLowerCase() === 'x-amz-invocation-type' && value.trim().toLowerCase() === 'event') isAsync = true;
+        break;
     }
     if (name.charCodeAt(0) === 58 /* : */) continue;
     if (name.length > 6 && (name.charCodeAt(0) | 0x20) === 112 /* p */ && name.slice(0, 6).toLowerCase() === 'proxy-') continue;
@@ -82,6 +91,7 @@ export function scanRequestHeaders(raw: readonly string[], scan: RequestHeaderSc
   scan.host = host || authority;
   scan.contentLength = contentLength;
   scan.chunked = chunked;
+  scan.async = isAsync;
   return scan;
 }
 

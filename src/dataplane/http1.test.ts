@@ -147,3 +147,18 @@ test('response head: the status code is exactly three digits', () => {
   assert.equal(res('HTTP/1.1 200 OK\r\nContent-Length: 0')?.status, 200);
   assert.equal(res('HTTP/1.1 599\r\nContent-Length: 0')?.status, 599);
 });
+
+test('request head: async invocations and their results go to node:http, which submits and serves them', () => {
+  for (const h of [
+    'POST /fn/f/ HTTP/1.1\r\nHost: a\r\nX-Baton-Invocation: async',
+    'POST /fn/f/ HTTP/1.1\r\nHost: a\r\nx-amz-invocation-type: Event',
+    'GET /v1/invocations/abc HTTP/1.1\r\nHost: f.example.com',
+    'GET /v1/invocations HTTP/1.1\r\nHost: a',
+    'GET /v1/invocations?x=1 HTTP/1.1\r\nHost: a',
+  ]) {
+    assert.equal(req(h), null, JSON.stringify(h));
+  }
+  // Paths that only look alike stay on the fast path.
+  assert.ok(req('GET /v1/invocationsX HTTP/1.1\r\nHost: a'));
+  assert.ok(req('GET /fn/f/v1/invocations/abc HTTP/1.1\r\nHost: a'));
+});

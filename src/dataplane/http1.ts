@@ -14,7 +14,12 @@
 // framed: Content-Length is counted, chunked bytes pass through unchanged
 // while ChunkedScanner finds where the message ends.
 //
+// Async invocations (a `x-baton-invocation` or `X-Amz-Invocation-Type`
+// header, or a /v1/invocations/… target) go to node:http as well: the
+// general path submits them and serves their results.
+//
 // Pure functions and small classes, unit-tested without I/O.
+import { isInvocationsPath } from './routing.js';
 
 /** Node's default --max-http-header-size; a longer head goes to node:http (431). */
 export const MAX_HEAD_BYTES = 16 * 1024;
@@ -70,7 +75,8 @@ export function parseRequestHead(head: string, out: RequestHead): boolean {
   const method = head.slice(0, sp1);
   if (!TOKEN.test(method) || method === 'CONNECT') return false;
   const target = head.slice(sp1 + 1, sp2);
-  if (!TARGET.test(target)) return false;
+  // Async results (/v1/invocations/…) are served by the general path.
+  if (!TARGET.test(target) || isInvocationsPath(target)) return false;
 
   let headers = '';
   let host: string | null = null;
@@ -134,6 +140,13 @@ export function parseRequestHead(head: string, out: RequestHead): boolean {
       }
       case 17:
         if (name.toLowerCase() === 'transfer-encoding') return false;
+        break;
+      // Async invocation headers: the general path submits those (src/dataplane/async/).
+      case 18:
+        if (name.toLowerCase() === 'x-baton-invocation') return false;
+        break;
+      case 21:
+        if (name.toLowerCase() === 'x-amz-invocation-type') return false;
         break;
     }
     if (!drop && name.length > 6 && (name.charCodeAt(0) | 0x20) === 112 && name.slice(0, 6).toLowerCase() === 'proxy-') drop = true;

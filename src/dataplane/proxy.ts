@@ -43,9 +43,11 @@ import {
   type ProxyOptions,
 } from './request.js';
 import type { AsyncSubmitter } from './async-submitter.js';
+import type { AsyncInvocations } from './async/invocations.js';
+import { resultHttp, submitHttp } from './async/http.js';
 import { isLambdaTarget } from './lambda/invoke-api.js';
 import { LambdaApi, type LambdaApiHost } from './lambda/lambda-api.js';
-import { forwardedPath, functionOf } from './routing.js';
+import { forwardedPath, functionOf, isInvocationsPath } from './routing.js';
 
 export type ClientRequest = http.IncomingMessage | http2.Http2ServerRequest;
 export type ClientResponse = http.ServerResponse | http2.Http2ServerResponse;
@@ -245,6 +247,10 @@ export class Proxy implements FastPathHost, LambdaApiHost {
   /** Gives a connection the fast path will not serve to node:http, with the bytes read so far. */
   toNodeHttp: (socket: net.Socket, head: Buffer | null) => void = (socket) => socket.destroy();
   private readonly scan = new RequestHeaderScan();
+  /** Async invocations (submits and /v1/invocations/<id>); null when async.enabled is false. */
+  asyncInvocations: AsyncInvocations | null = null;
+  /** async.maxBodyBytes. */
+  asyncMaxBodyBytes = 0;
   /** The node:http and h2c request handler. */
   readonly handle: (req: ClientRequest, res: ClientResponse) => void;
   private readonly lambda: LambdaApi = new LambdaApi(this);
@@ -296,6 +302,12 @@ export class Proxy implements FastPathHost, LambdaApiHost {
       this.lambda.handle(req, res);
       return;
     }
+    if (isInvocationsPath(url)) {
+      // Reserved before routing, so no Host-routed function can shadow it (routing.ts).
+      if (this.asyncInvocations === null) sendError(req, res, 501, 'ASYNC_DISABLED', 'async invocations are off on this data plane (async.enabled)');
+      else resultHttp(this.asyncInvocations, req, res, url);
+      return;
+    }
     const name = functionOf(url, scan.host);
     const path = forwardedPath(url);
     const fn = this.lookup(name);
@@ -312,6 +324,15 @@ export class Proxy implements FastPathHost, LambdaApiHost {
     if (method === 'CONNECT') {
       fn.countResponse(405);
       sendError(req, res, 405, 'METHOD_NOT_ALLOWED', 'CONNECT is not proxied');
+      return;
+    }
+    if (scan.async) {
+      if (this.asyncInvocations === null) {
+        fn.countResponse(501);
+        sendError(req, res, 501, 'ASYNC_DISABLED', 'async invocations are off on this data plane (async.enabled)');
+      } else {
+        submitHttp(this.asyncInvocations, this.asyncMaxBodyBytes, req, res, fn, method, path, scan.forward, scan.contentLength);
+      }
       return;
     }
 

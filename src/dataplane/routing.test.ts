@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { RequestHeaderScan, responseHeaders, scanRequestHeaders } from './headers.js';
-import { functionFromHost, functionFromPath, stripFunctionPrefix } from './routing.js';
+import { functionFromHost, functionFromPath, isInvocationsPath, stripFunctionPrefix } from './routing.js';
 
 test('a /fn/<name> prefix names the function and is stripped, keeping the query', () => {
   assert.equal(functionFromPath('/fn/hello/a/b?x=1'), 'hello');
@@ -66,4 +66,18 @@ test('response headers: hop-by-hop dropped, Baton headers appended', () => {
     Buffer.from(s, 'latin1'),
   );
   assert.deepEqual(responseHeaders(raw, 'x-a', '1', 'x-b', '2'), ['Content-Type', 'text/plain', 'Set-Cookie', 'a=1', 'Set-Cookie', 'b=2', 'x-a', '1', 'x-b', '2']);
+});
+
+test('request headers: x-baton-invocation: async and X-Amz-Invocation-Type: Event ask for async', () => {
+  const scan = new RequestHeaderScan();
+  assert.equal(scanRequestHeaders(['X-Baton-Invocation', ' Async '], scan).async, true);
+  assert.equal(scanRequestHeaders(['x-amz-invocation-type', 'Event'], scan).async, true);
+  assert.equal(scanRequestHeaders(['x-amz-invocation-type', 'RequestResponse'], scan).async, false);
+  assert.equal(scanRequestHeaders(['x-baton-invocation', 'sync', 'x', '1'], scan).async, false);
+  assert.equal(scanRequestHeaders(['x', '1'], scan).async, false);
+});
+
+test('/v1/invocations and below is reserved; look-alikes are not', () => {
+  for (const t of ['/v1/invocations', '/v1/invocations/', '/v1/invocations/abc', '/v1/invocations?x']) assert.equal(isInvocationsPath(t), true, t);
+  for (const t of ['/v1/invocationsX', '/v1/invocation', '/fn/f/v1/invocations/a', '/']) assert.equal(isInvocationsPath(t), false, t);
 });

@@ -52,3 +52,18 @@ export function functionOf(target: string, host: string): string {
 export function forwardedPath(target: string): string {
   return target.startsWith(FN_PREFIX) ? stripFunctionPrefix(target) : target;
 }
+
+/**
+ * Async invocation results are read at /v1/invocations/<id> on the data
+ * plane's port (docs/dataplane.md#async-invocations). The path is reserved:
+ * it is checked before routing, so a Host-routed function never sees a
+ * request for it (a /fn/<name>/v1/invocations/… path still reaches the function).
+ */
+export const INVOCATIONS_PATH = '/v1/invocations';
+
+/** Whether a request target is /v1/invocations or below it. */
+export function isInvocationsPath(target: string): boolean {
+  if (!target.startsWith(INVOCATIONS_PATH)) return false;
+  const c = target.charCodeAt(INVOCATIONS_PATH.length);
+  return Number.isNaN(c) || c === 47 /* / */ || c === 63 /* ? */;
+}

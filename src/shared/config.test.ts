@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { compileConfig, readConfigFile, upSchema } from './config.js';
+import { compileConfig, dataPlaneSchema, readConfigFile, upSchema } from './config.js';
 import { BatonError } from './errors.js';
 
 test('up config applies the documented defaults and is frozen', () => {
@@ -41,4 +41,33 @@ test('a YAML config file is read and validated', () => {
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("the data plane's async section: documented defaults, redis store, and its rules", () => {
+  const dp = compileConfig(dataPlaneSchema, {});
+  assert.equal(dp.dataDir, undefined);
+  assert.deepEqual(
+    { ...dp.async },
+    {
+      enabled: true,
+      store: { type: 'sqlite' },
+      maxQueued: 10_000,
+      maxBodyBytes: 1024 * 1024,
+      concurrency: 64,
+      maxRetries: 2,
+      backoffInitialMs: 1000,
+      backoffMaxMs: 60_000,
+      resultTtlMs: 3_600_000,
+      sweepIntervalMs: 60_000,
+      retryAfterMs: 1000,
+    },
+  );
+  const redis = compileConfig(dataPlaneSchema, { async: { store: { type: 'redis', url: 'redis://10.0.0.5:6379' } } });
+  assert.deepEqual(redis.async.store, { type: 'redis', url: 'redis://10.0.0.5:6379', keyPrefix: 'baton:async:', fsync: 'always', connectTimeoutMs: 5000, commandTimeoutMs: 5000 });
+  const bad = (input: unknown, key: RegExp): void =>
+    assert.throws(() => compileConfig(dataPlaneSchema, input), (e: unknown) => e instanceof BatonError && e.code === 'CONFIG_INVALID' && key.test(e.message));
+  bad({ async: { backoffInitialMs: 500, backoffMaxMs: 100 } }, /backoffMaxMs/);
+  bad({ async: { maxQueued: 0 } }, /maxQueued/);
+  bad({ async: { store: { type: 'sqlite', url: 'redis://x' } } }, /url/);
+  assert.throws(() => compileConfig(upSchema, { dataplane: { dataDir: '/x' } }), /set by baton up/);
 });

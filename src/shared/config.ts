@@ -23,6 +23,62 @@ const port = z.number().int().min(0).max(65535);
 const ms = (min = 0) => z.number().int().min(min).max(86_400_000);
 const logLevel = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
 
+/** A Redis store: the control plane's cluster store, or a data plane's async queue. */
+function redisStoreSchema(keyPrefix: string) {
+  return z
+    .object({
+      type: z.literal('redis'),
+      url: z.string().regex(/^redis:\/\//, 'must start with redis://').default('redis://127.0.0.1:6379'),
+      keyPrefix: z.string().default(keyPrefix),
+      /** Set on the server at connect (CONFIG SET appendonly yes, appendfsync); docs/store.md says what each loses. */
+      fsync: z.enum(['always', 'everysec', 'no']).default('always'),
+      /** Start-up fails after this long without Redis. */
+      connectTimeoutMs: ms(1).default(5000),
+      /** A command without an answer this long fails and the connection is re-dialed. */
+      commandTimeoutMs: ms(1).default(5000),
+    })
+    .strict();
+}
+
+/**
+ * A data plane's async invocations (docs/dataplane.md#async-invocations): the
+ * durable queue they wait in, how many run at once, retries and how long
+ * results are kept (Lambda's defaults where Lambda has one).
+ */
+export const asyncSchema = z
+  .object({
+    enabled: z.boolean().default(true),
+    store: z
+      .discriminatedUnion('type', [
+        /** Default: `<dataDir>/dataplane-async.db` (in memory without a dataDir); one file per data plane. */
+        z.object({ type: z.literal('sqlite'), path: z.string().min(1).optional() }).strict(),
+        /** One keyPrefix per data plane: the queue is the data plane's own. */
+        redisStoreSchema('baton:async:'),
+      ])
+      .default({ type: 'sqlite' }),
+    /** Unfinished (queued or running) invocations held; more get 429 ASYNC_QUEUE_FULL. */
+    maxQueued: z.number().int().min(1).max(10_000_000).default(10_000),
+    /** Lambda's asynchronous payload limit (1 MB). */
+    maxBodyBytes: z.number().int().min(1).default(1024 * 1024),
+    /** Async invocations running at once (each one also waits for a sandbox token like a sync request). */
+    concurrency: z.number().int().min(1).max(100_000).default(64),
+    /** Attempts after the first on a 5xx or a lost connection (Lambda: 2). A 4xx is never retried. */
+    maxRetries: z.number().int().min(0).max(100).default(2),
+    /** Back-off before retry n is backoffInitialMs × 2^(n-1), at most backoffMaxMs. */
+    backoffInitialMs: ms(0).default(1000),
+    backoffMaxMs: ms(0).default(60_000),
+    /** A finished invocation's result is kept this long, then deleted. */
+    resultTtlMs: ms(1).default(3_600_000),
+    /** How often expired results are deleted. */
+    sweepIntervalMs: ms(10).default(60_000),
+    /** Retry-After of a 429 ASYNC_QUEUE_FULL. */
+    retryAfterMs: ms(0).default(1000),
+  })
+  .strict()
+  .superRefine((v, ctx) => {
+    if (v.backoffMaxMs < v.backoffInitialMs) ctx.addIssue({ code: 'custom', path: ['backoffMaxMs'], message: 'must be at least backoffInitialMs' });
+  });
+
 export const controlPlaneSchema = z
   .object({
     host: z.string().default('127.0.0.1'),
@@ -34,19 +90,7 @@ export const controlPlaneSchema = z
       .discriminatedUnion('type', [
         /** `<dataDir>/baton.db`, one machine. */
         z.object({ type: z.literal('sqlite') }).strict(),
-        z
-          .object({
-            type: z.literal('redis'),
-            url: z.string().regex(/^redis:\/\//, 'must start with redis://').default('redis://127.0.0.1:6379'),
-            keyPrefix: z.string().default('baton:'),
-            /** Set on the server at connect (CONFIG SET appendonly yes, appendfsync); docs/store.md says what each loses. */
-            fsync: z.enum(['always', 'everysec', 'no']).default('always'),
-            /** Start-up fails after this long without Redis. */
-            connectTimeoutMs: ms(1).default(5000),
-            /** A command without an answer this long fails and the connection is re-dialed. */
-            commandTimeoutMs: ms(1).default(5000),
-          })
-          .strict(),
+        redisStoreSchema('baton:'),
       ])
       .default({ type: 'sqlite' }),
     /** `kubernetes` spreads by free capacity, as the Kubernetes scheduler does; Dirigent defaults to `random`. */
@@ -142,6 +186,13 @@ export const dataPlaneSchema = z
     shutdownGraceMs: ms(0).default(10_000),
     logRequests: z.boolean().default(false),
     logLevel: logLevel.default('info'),
+    /**
+     * Where the async queue's SQLite file lives (`dataplane-async.db`). Unset
+     * (and no async.store.path): the queue is in memory and not durable;
+     * `baton up` sets it to its own dataDir.
+     */
+    dataDir: z.string().min(1).optional(),
+    async: asyncSchema.prefault({}),
   })
   .strict();
 
@@ -272,13 +323,14 @@ export const upSchema = z
     logLevel: logLevel.default('info'),
     /** Component settings beyond the common ones. */
     controlplane: upSection(controlPlaneSchema, ['host', 'apiPort', 'dataDir', 'token']),
-    dataplane: upSection(dataPlaneSchema, ['host', 'port', 'controlPlaneUrl', 'token']),
+    dataplane: upSection(dataPlaneSchema, ['host', 'port', 'controlPlaneUrl', 'token', 'dataDir']),
     worker: upSection(workerSchema, ['host', 'controlPlaneUrl', 'token', 'dataDir']),
   })
   .strict();
 
 export type ControlPlaneConfig = Readonly<z.output<typeof controlPlaneSchema>>;
 export type DataPlaneConfig = Readonly<z.output<typeof dataPlaneSchema>>;
+export type AsyncConfig = Readonly<z.output<typeof asyncSchema>>;
 export type WorkerConfig = Readonly<z.output<typeof workerSchema>>;
 export type UpConfig = Readonly<z.output<typeof upSchema>>;
 

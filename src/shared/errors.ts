@@ -13,13 +13,14 @@ export const ERROR_CODES = {
   UNAUTHORIZED: { status: 401, summary: 'A bearer token is configured and the call did not carry it.' },
   FUNCTION_NOT_FOUND: { status: 404, summary: 'No function has that name.' },
   NOT_FOUND: { status: 404, summary: 'No such API route or object.' },
+  INVOCATION_NOT_FOUND: { status: 404, summary: 'No async invocation has that id on this data plane, or its result expired.' },
   METHOD_NOT_ALLOWED: { status: 405, summary: 'The route exists but not with this method.' },
   FUNCTION_EXISTS: { status: 409, summary: 'A function with that name is already registered.' },
   CONFLICT: { status: 409, summary: 'Another change to the same object won; read it again and retry.' },
   BODY_TOO_LARGE: { status: 413, summary: 'The request body is over the configured limit.' },
-  ASYNC_DISABLED: { status: 501, summary: 'Asynchronous invocations (Lambda InvocationType Event) are not enabled on this data plane.' },
   // Capacity and timing
   QUEUE_FULL: { status: 503, summary: "The function's cold-start queue is full; retry after Retry-After." },
+  ASYNC_QUEUE_FULL: { status: 429, summary: "The data plane's async invocation queue is full; retry after Retry-After." },
   QUEUE_TIMEOUT: { status: 504, summary: 'No sandbox became ready before the request timeout.' },
   REQUEST_TIMEOUT: { status: 504, summary: 'The sandbox did not answer before the request timeout.' },
   NO_WORKERS: { status: 503, summary: 'No worker is registered or alive to place a sandbox on.' },
@@ -28,6 +29,7 @@ export const ERROR_CODES = {
   // Sandbox and upstream
   SANDBOX_CRASHED: { status: 502, summary: 'The sandbox closed the connection or died while serving the request.' },
   SANDBOX_UNREACHABLE: { status: 502, summary: 'The sandbox could not be connected to.' },
+  RESULT_TOO_LARGE: { status: 502, summary: "An async invocation's response body was over the data plane's maxBodyBytes; it is not kept." },
   SANDBOX_NOT_FOUND: { status: 404, summary: 'No sandbox has that id on this worker.' },
   UNSUPPORTED_RUNTIME: { status: 400, summary: 'The worker has no runtime of that name.' },
   // Function chains (docs/chains.md)
@@ -38,6 +40,7 @@ export const ERROR_CODES = {
   CHAIN_STALE_DESCRIPTOR: { status: 500, summary: "A descriptor names a slot that was freed since, or another pool's slot." },
   // Components
   UNAVAILABLE: { status: 503, summary: 'The component is starting, draining or stopped.' },
+  ASYNC_DISABLED: { status: 501, summary: 'Async invocations are turned off on this data plane (async.enabled: false).' },
   PEER_UNAVAILABLE: { status: 503, summary: 'A peer component (worker, data plane, control plane) could not be reached.' },
   NOT_LEADER: { status: 503, summary: 'This control-plane replica is a follower: calls go to the leader (admin calls are redirected to it when it is known).' },
   TRACE_INVALID: { status: 400, summary: 'A workload trace file is malformed; the message names the file, the line and the column.' },

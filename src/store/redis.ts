@@ -376,7 +376,7 @@ async function configGet(client: Redis, key: string): Promise<string | undefined
  * appending to it. Turning it on makes Redis rewrite the AOF from memory in a
  * child; until that ends, writes are not yet in an AOF that a restart loads.
  */
-async function applyDurability(client: Redis, where: string, fsync: RedisFsync | undefined, log: Logger, first: boolean): Promise<void> {
+export async function applyDurability(client: Redis, where: string, fsync: RedisFsync | undefined, log: Logger, first: boolean): Promise<void> {
   if (fsync === undefined) return;
   try {
     await client.config('SET', 'appendfsync', fsync);
