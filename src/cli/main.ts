@@ -230,9 +230,13 @@ export function buildProgram(): Command {
     .option('--port <port>', 'invocation port', int)
     .option('--rpc-port <port>', 'internal RPC port', int)
     .option('--control-plane <url>', 'control plane URL')
-    .option('--data-dir <dir>', 'data directory (the durable async invocation queue)')
+    .option('--data-dir <dir>', 'data directory: the durable async invocation queue (default .baton, as the other daemons)')
     .action(async (o: Record<string, unknown>, cmd: Command) => {
-      const cfg = daemonConfig(dataPlaneSchema, cmd, { host: o.host, port: o.port, rpcPort: o.rpcPort, controlPlaneUrl: o.controlPlane, dataDir: o.dataDir });
+      // The daemon defaults to a data dir, so an accepted async invocation is on
+      // disk (the config leaves it unset so that in-process data planes, in
+      // tests, do not all lock one file).
+      const input = daemonInput(cmd, { host: o.host, port: o.port, rpcPort: o.rpcPort, controlPlaneUrl: o.controlPlane, dataDir: o.dataDir });
+      const cfg = compileConfig(dataPlaneSchema, { dataDir: '.baton', ...input }, cmd.opts<{ config?: string }>().config ?? 'flags');
       const dp = await DataPlane.create(cfg);
       process.stdout.write(`data plane: http://${dp.proxyAddress} (rpc ${dp.rpcAddress})\n`);
       stopOnSignal(() => dp.stop());
