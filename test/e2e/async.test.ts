@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { connect } from 'node:http2';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -317,7 +317,8 @@ for (const store of ['sqlite', 'redis'] as const) {
     function startDp(): ChildProcess {
       const env = { ...process.env };
       delete env.NODE_EXTRA_CA_CERTS;
-      return spawn(process.execPath, [MAIN, 'dataplane', '--config', join(dir, 'dp.yaml')], { env, stdio: ['ignore', 'ignore', LOG === 'silent' ? 'ignore' : 'inherit'] });
+      // In `dir`: the SQLite queue lands in the daemon's default data dir, `.baton`.
+      return spawn(process.execPath, [MAIN, 'dataplane', '--config', join(dir, 'dp.yaml')], { cwd: dir, env, stdio: ['ignore', 'ignore', LOG === 'silent' ? 'ignore' : 'inherit'] });
     }
 
     async function healthy(): Promise<void> {
@@ -352,7 +353,6 @@ for (const store of ['sqlite', 'redis'] as const) {
           `port: ${dpPort}`,
           `rpcPort: ${dpRpcPort}`,
           `controlPlaneUrl: ${c.controlPlane.url}`,
-          `dataDir: ${join(dir, 'dp')}`,
           'heartbeatIntervalMs: 200',
           'metricsIntervalMs: 200',
           'shutdownGraceMs: 300',
@@ -367,6 +367,8 @@ for (const store of ['sqlite', 'redis'] as const) {
       );
       dp = startDp();
       await healthy();
+      // `baton dataplane` defaults its data dir, so the queue is on disk without one configured.
+      if (store === 'sqlite') assert.ok(existsSync(join(dir, '.baton', 'dataplane-async.db')), 'the queue file in the default data dir');
     });
 
     after(async () => {
