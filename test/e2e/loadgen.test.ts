@@ -49,8 +49,8 @@ describe('baton loadgen trace', () => {
       outDir: out,
       log: (line) => lines.push(line),
       progressIntervalMs: 500,
-      // Memory emulation has a test of its own below: writing the sample's 100–235 MiB per request costs
-      // ~12 ms per MiB of page faults on these VMs, in this process, which also sends and proxies.
+      // Memory emulation is off by default and has a test of its own below: writing the sample's
+      // 100–235 MiB per request costs ~12 ms per MiB of page faults on these VMs, in this process.
     });
     const tookMs = performance.now() - t0;
     assert.ok(tookMs < 15_000, `took ${tookMs} ms`);
