@@ -255,6 +255,26 @@ describe('emulated runtime', () => {
     assert.equal(JSON.parse(bad.body).code, 'INVALID_REQUEST');
   });
 
+  it('caps x-baton-emulate-mb at 1,024 MiB a request even when memoryMb allows more, so a client cannot take the worker down', async () => {
+    // 5,000 MiB is over buffer.constants.MAX_LENGTH on Node 20: allocating it would throw in the worker.
+    const sandbox = await create(runtime(), emulatedSpec('huge', { memoryMb: 100_000 }));
+    const before = process.memoryUsage().arrayBuffers;
+    let peak = 0;
+    const req = http.request({ host: '127.0.0.1', port: sandbox.port, path: '/', headers: { 'x-baton-emulate-mb': '5000', 'x-baton-emulate-ms': '60000' }, agent: false });
+    req.on('error', () => undefined);
+    req.end();
+    const deadline = performance.now() + 10_000;
+    while (performance.now() < deadline && peak < 1024 * 2 ** 20) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      peak = Math.max(peak, process.memoryUsage().arrayBuffers - before);
+    }
+    // Gone before 1 GiB is written: the abandon stops the writing and drops the buffer.
+    req.destroy();
+    assert.ok(peak >= 1024 * 2 ** 20 && peak < 1200 * 2 ** 20, `${(peak / 2 ** 20).toFixed(0)} MiB allocated`);
+    // The sandbox (and this process, the worker's) goes on.
+    assert.equal((await send(sandbox.port)).status, 200);
+  });
+
   it('answers the status x-baton-emulate-fail names, and rejects a bad one', async () => {
     const sandbox = await create(runtime(), emulatedSpec('fail'));
     const r = await send(sandbox.port, '/', { 'x-baton-emulate-fail': '503', 'x-baton-emulate-ms': '20' });

@@ -53,6 +53,13 @@ import { startDelaySampler, type StartDelayConfig, type StartDelaySampler } from
 export const EMULATE_MS_HEADER = 'x-baton-emulate-ms';
 export const EMULATE_FAIL_HEADER = 'x-baton-emulate-fail';
 export const EMULATE_MB_HEADER = 'x-baton-emulate-mb';
+/**
+ * The most one request may allocate, whatever the function's memoryMb: every
+ * emulated sandbox lives in the worker's process, and the header comes from
+ * any client, so it must not be able to take the worker down (a Buffer over
+ * buffer.constants.MAX_LENGTH throws; a few large ones exhaust the heap).
+ */
+export const EMULATE_MAX_MB_PER_REQUEST = 1024;
 
 export interface EmulatedRuntimeOptions {
   /** The worker's bind host: every sandbox listens there. */
@@ -244,7 +251,7 @@ class EmulatedSandbox implements RuntimeSandbox {
     this.concurrency = spec.scaling.containerConcurrency;
     this.defaultHoldMs = Math.min(spec.emulation?.durationMs ?? 0, spec.timeoutMs);
     this.maxHoldMs = spec.timeoutMs;
-    this.maxMemoryMb = spec.resources.memoryMb;
+    this.maxMemoryMb = Math.min(spec.resources.memoryMb, EMULATE_MAX_MB_PER_REQUEST);
     this.bodyHead = `{"sandbox":${JSON.stringify(sandboxId)},"heldMs":`;
     this.exited = new Promise((resolve) => (this.settleExit = resolve));
     this.server = net.createServer({ noDelay: true, allowHalfOpen: true }, (socket) => this.accept(socket));
@@ -349,7 +356,14 @@ class EmulatedSandbox implements RuntimeSandbox {
       if (--pending === 0) this.holdOver(held);
     };
     if (held.memoryMb > 0) {
-      const memory = Buffer.allocUnsafeSlow(held.memoryMb * 1024 * 1024);
+      let memory: Buffer;
+      try {
+        memory = Buffer.allocUnsafeSlow(held.memoryMb * 1024 * 1024);
+      } catch (err) {
+        // Out of memory: this request fails, the sandbox and the worker go on.
+        this.refuse(held, `${EMULATE_MB_HEADER}: could not allocate ${held.memoryMb} MiB: ${(err as Error).message}`);
+        return;
+      }
       held.memory = memory;
       touchInSlices(memory, () => held.memory !== memory, partDone);
     }
@@ -377,6 +391,15 @@ class EmulatedSandbox implements RuntimeSandbox {
     const body = `${this.bodyHead}${held.holdMs},"queuedMs":${Math.round(held.startedAt - held.arrivedAt)},"allocatedMb":${held.memoryMb}}`;
     res.writeHead(held.failWith ?? 200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
     res.end(body);
+  }
+
+  /** Answers a started request 503 without holding it, and frees its slot. */
+  private refuse(held: Held, message: string): void {
+    held.settled = true;
+    this.release();
+    const body = JSON.stringify({ code: 'UNAVAILABLE', message });
+    held.res.writeHead(503, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+    held.res.end(body);
   }
 
   private abandon(held: Held): void {
