@@ -10,6 +10,8 @@
 // only names whose length matches a hop-by-hop name are lower-cased to
 // compare.
 
+import { LAMBDA_EVENT_HEADER } from '../shared/lambda.js';
+
 /** What the request-header scan found, besides the headers to forward. */
 export class RequestHeaderScan {
   forward: string[] = [];
@@ -78,6 +80,11 @@ export function scanRequestHeaders(raw: readonly string[], scan: RequestHeaderSc
         break;
       case 18:
         if (name.toLowerCase() === 'x-baton-invocation' && value.trim().toLowerCase() === 'async') isAsync = true;
+        break;
+      case 20:
+        // Only the Lambda Invoke API (lambda/lambda-api.ts) may put a node
+        // handler into raw-event mode, whose errors carry stack traces.
+        if (name.toLowerCase() === LAMBDA_EVENT_HEADER) continue;
         break;
       case 21:
         if (name.toLowerCase() === 'x-amz-invocation-type' && value.trim().toLowerCase() === 'event') isAsync = true;

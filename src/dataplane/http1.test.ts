@@ -24,6 +24,12 @@ test('request head: a plain request is parsed, hop-by-hop headers dropped, the r
   assert.equal(r.headers, 'User-Agent: t\r\nContent-Length: 12\r\nX-A: 1\r\nx-a: 2\r\n');
 });
 
+test('request head: a client cannot put a node handler into Lambda raw-event mode (x-baton-lambda-event is dropped)', () => {
+  const r = req('GET /fn/f/ HTTP/1.1\r\nHost: x\r\nX-Baton-Lambda-Event: 1\r\nX-A: 1');
+  assert.ok(r);
+  assert.equal(r.headers, 'X-A: 1\r\n');
+});
+
 test('request head: no headers at all, and Connection: close', () => {
   const bare = req('GET / HTTP/1.1');
   assert.ok(bare);

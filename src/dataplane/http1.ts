@@ -19,6 +19,7 @@
 // general path submits them and serves their results.
 //
 // Pure functions and small classes, unit-tested without I/O.
+import { LAMBDA_EVENT_HEADER } from '../shared/lambda.js';
 import { isInvocationsPath } from './routing.js';
 
 /** Node's default --max-http-header-size; a longer head goes to node:http (431). */
@@ -144,6 +145,10 @@ export function parseRequestHead(head: string, out: RequestHead): boolean {
       // Async invocation headers: the general path submits those (src/dataplane/async/).
       case 18:
         if (name.toLowerCase() === 'x-baton-invocation') return false;
+        break;
+      case 20:
+        // Only the Lambda Invoke API sets it (headers.ts says why).
+        drop = name.toLowerCase() === LAMBDA_EVENT_HEADER;
         break;
       case 21:
         if (name.toLowerCase() === 'x-amz-invocation-type') return false;

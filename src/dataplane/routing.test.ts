@@ -39,6 +39,8 @@ test('request headers: hop-by-hop, host, expect and pseudo-headers are not forwa
       'Expect', '100-continue',
       'Trailer', 'x-t',
       'HTTP2-Settings', 'AAA',
+      // Only the Lambda Invoke API may set it (raw-event mode shows stack traces).
+      'X-Baton-Lambda-Event', '1',
       'User-Agent', 'test',
       'Content-Length', '12',
       'X-Custom', 'a',
