@@ -175,6 +175,9 @@ describe('async invocations on an in-process cluster', () => {
     assert.equal(done.attempts, 3);
     assert.equal(done.body, 'ok 3\n');
     assert.equal(countOf(counts, 'twice'), 3);
+    // Every attempt carried the invocation's id, so a function can make a re-run harmless.
+    const ids = readFileSync(join(counts, 'twice'), 'utf8').trim().split('\n').map((line) => line.split(' ')[1]);
+    assert.deepEqual(ids, [res.body.id, res.body.id, res.body.id]);
   });
 
   test('a sandbox that crashes mid-request is retried on its replacement', async () => {

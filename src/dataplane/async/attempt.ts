@@ -20,13 +20,22 @@ export function errorResult(status: number, code: string, message: string): Invo
   return { status, headers: [['content-type', 'application/json']], body: Buffer.from(JSON.stringify({ code, message })), errorCode: code };
 }
 
-/** Request headers the attempt sends: the stored ones as a flat list, without content-length (undici sets it from the body). */
-function requestHeaders(stored: Readonly<Record<string, string>>): string[] {
+/** Carries the invocation's id on every attempt, so a function can make a re-run harmless. */
+export const INVOCATION_ID_HEADER = 'x-baton-invocation-id';
+
+/**
+ * Request headers the attempt sends: the stored ones as a flat list, without
+ * content-length (undici sets it from the body), plus the invocation id as
+ * INVOCATION_ID_HEADER and x-request-id (which a node handler sees as
+ * context.awsRequestId), the same on every attempt and after a restart.
+ */
+function requestHeaders(stored: Readonly<Record<string, string>>, id: string): string[] {
   const out: string[] = [];
   for (const [name, value] of Object.entries(stored)) {
-    if (name === 'content-length' || name === 'transfer-encoding' || name === 'host') continue;
+    if (name === 'content-length' || name === 'transfer-encoding' || name === 'host' || name === 'x-request-id' || name === INVOCATION_ID_HEADER) continue;
     out.push(name, value);
   }
+  out.push(INVOCATION_ID_HEADER, id, 'x-request-id', id);
   return out;
 }
 
@@ -72,7 +81,7 @@ export class Attempt implements ProxiedRequest {
     const options: Dispatcher.DispatchOptions = {
       path: this.inv.path,
       method: this.inv.method,
-      headers: requestHeaders(this.inv.headers),
+      headers: requestHeaders(this.inv.headers, this.inv.id),
       body: this.inv.body.byteLength > 0 ? Buffer.from(this.inv.body) : null,
       headersTimeout: Math.ceil(budgetMs),
       bodyTimeout: this.fn.timeoutMs,
