@@ -228,13 +228,25 @@ async function measurePoint(
   };
 }
 
-/** Runs `work` over the items with at most `width` in flight. */
+/**
+ * Runs `work` over the items with at most `width` in flight. After the first
+ * failure no lane starts another item, and it rejects only once every lane
+ * has stopped: a clean-up after it then sees everything that was created.
+ */
 async function inBatches<T>(items: readonly T[], width: number, work: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
+  let failed = false;
   const lane = async (): Promise<void> => {
-    while (next < items.length) await work(items[next++] as T);
+    try {
+      while (!failed && next < items.length) await work(items[next++] as T);
+    } catch (err) {
+      failed = true;
+      throw err;
+    }
   };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(width, items.length)) }, lane));
+  const lanes = await Promise.allSettled(Array.from({ length: Math.max(1, Math.min(width, items.length)) }, lane));
+  const rejected = lanes.find((l): l is PromiseRejectedResult => l.status === 'rejected');
+  if (rejected) throw rejected.reason;
 }
 
 async function readyOnControlPlane(client: AdminClient, mine: (fn: string) => boolean): Promise<number> {

@@ -45,7 +45,8 @@ test('Progress: lines mode logs plain lines; bar mode redraws in place and keeps
   const lines: string[] = [];
   const lines1 = new Progress({ mode: 'lines', intervalMs: 10, log: (l) => lines.push(l) });
   lines1.start(() => state());
-  await new Promise((resolve) => setTimeout(resolve, 60));
+  // Until two interval lines came (a loaded machine may stall the timer a while), then stop.
+  for (const deadline = Date.now() + 10_000; lines.length < 2 && Date.now() < deadline; ) await new Promise((resolve) => setTimeout(resolve, 10));
   lines1.stop();
   assert.ok(lines.length >= 2, `${lines.length} lines`);
   assert.ok(lines.every((l) => l.startsWith('sent 50/200')));
