@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -87,6 +90,45 @@ for (const transport of ['threads', 'processes'] as const) {
       assert.equal(chain.memory.inUse(), 0);
     } finally {
       await chain.stop();
+    }
+  });
+
+  test(`${transport}: a member that cannot be restarted fails the requests in flight (no hang, no leaked slot), refuses new ones and calls onFailed`, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'baton-chain-once-'));
+    process.env.BATON_CHAIN_ONCE_MARKER = join(dir, 'loaded');
+    const chain = await Chain.create(
+      parseChainSpec({
+        transport,
+        name: 'brittle',
+        workdir: WORKDIR,
+        members: [
+          { name: 'once', handler: 'once.once' },
+          { name: 'hold', handler: 'members.hold' },
+        ],
+        routes: [
+          { name: 'once', path: 'once', sequence: ['once'] },
+          { name: 'hold', path: 'hold', sequence: ['hold'] },
+        ],
+        pool: { slots: 4 },
+      }),
+    );
+    let failed: Error | undefined;
+    chain.onFailed = (err) => (failed = err);
+    try {
+      // Held by the healthy member until the chain gives up.
+      const held = call(chain, '/hold?ms=60000');
+      held.catch(() => undefined); // asserted below; it may fail before then
+      await assert.rejects(call(chain, '/once?fail=crash'), (e) => e instanceof BatonError && e.code === 'CHAIN_MEMBER_FAILED');
+      for (let i = 0; i < 600 && chain.state === 'RUNNING'; i++) await new Promise((r) => setTimeout(r, 50));
+      assert.equal(chain.state, 'FAILED');
+      assert.match(failed?.message ?? '', /loads only once/);
+      await assert.rejects(held, (e) => e instanceof BatonError && e.code === 'CHAIN_MEMBER_FAILED');
+      await assert.rejects(call(chain, '/hold'), (e) => e instanceof BatonError && e.code === 'UNAVAILABLE');
+      assert.equal(chain.memory.inUse(), 0);
+    } finally {
+      await chain.stop();
+      delete process.env.BATON_CHAIN_ONCE_MARKER;
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 

@@ -91,6 +91,12 @@ function threadMember(data: MemberThreadData): MemberRunner {
 
 export class Chain {
   state: ChainState = 'STARTING';
+  /**
+   * Called once when the chain can no longer serve (a member could not be
+   * restarted). The gateway process exits on it, so its worker reports the
+   * sandbox dead and a fresh one replaces the whole chain.
+   */
+  onFailed: ((err: Error) => void) | undefined = undefined;
   readonly memory: ChainMemory;
   readonly plan: ChainPlan;
   private readonly transport: ChainTransport;
@@ -226,9 +232,22 @@ export class Chain {
     this.memory.resetInFlight(m.node, failed);
     const message: ToMember = { type: 'cancel', descriptors: cancelled };
     for (const other of this.members) other.runner?.post(message);
-    this.startMember(m).catch((err: unknown) => {
-      console.error(`chain ${this.spec.name}: member ${m.name} could not be restarted:`, err);
-    });
+    this.startMember(m).catch((err: unknown) => this.fail(m, err as Error));
+  }
+
+  /**
+   * A member could not be restarted: every request is failed now instead of
+   * waiting on a ring nobody reads (and holding its slot), new ones are
+   * refused, and onFailed is told.
+   */
+  private fail(m: Member, err: Error): void {
+    if (this.state !== 'RUNNING') return;
+    this.state = 'FAILED';
+    console.error(`chain ${this.spec.name}: member ${m.name} could not be restarted, the chain stops serving:`, err.message);
+    for (const [slot, f] of this.inFlight) {
+      this.complete(slot, f, false, () => f.reject(new BatonError('CHAIN_MEMBER_FAILED', `member ${m.name} of chain ${this.spec.name} is down: ${err.message}`)));
+    }
+    this.onFailed?.(err);
   }
 
   /**

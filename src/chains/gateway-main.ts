@@ -14,6 +14,8 @@ const chain = await Chain.create(spec).catch((err: unknown) => {
   process.exit(1);
 });
 process.on('exit', () => chain.removeRegionNow());
+// A member that cannot be restarted ends the sandbox: the worker sees it die and a new one replaces the chain.
+chain.onFailed = () => process.exit(1);
 const gateway = await startGateway(chain, process.env.HOST ?? '127.0.0.1', Number(process.env.PORT ?? '0'));
 console.error(`chain ${spec.name}: gateway on port ${gateway.port}, ${spec.members.length} members, ${spec.pool.slots} slots of ${spec.pool.slotBytes} bytes`);
 

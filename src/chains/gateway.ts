@@ -25,7 +25,7 @@ export interface ChainGateway {
 export async function startGateway(chain: Chain, host: string, port: number): Promise<ChainGateway> {
   const server = http.createServer((req, res) => {
     const url = req.url ?? '/';
-    if (url === '/health' && req.method === 'GET') return sendJson(res, 200, { status: chain.state });
+    if (url === '/health' && req.method === 'GET') return sendJson(res, chain.state === 'RUNNING' ? 200 : 503, { status: chain.state });
     if (url === CHAIN_METRICS_PATH && req.method === 'GET') return sendJson(res, 200, chain.metrics());
     const headers: Record<string, string> = {};
     for (const [name, value] of Object.entries(req.headers)) {
