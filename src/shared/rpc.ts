@@ -123,7 +123,7 @@ export function createRpcClient<S extends DescService>(service: S, options: RpcC
   // The in-memory transport to the local server, made on first use, again if another server takes the port.
   let local: { server: LocalServer; transport: Transport } | undefined;
   const pick = (): Transport => {
-    const server = options.inProcess === false ? undefined : localServer(port, url.hostname);
+    const server = options.inProcess === false || !inProcessCalls ? undefined : localServer(port, url.hostname);
     if (!server) return network;
     if (local?.server !== server) {
       local = {
@@ -140,6 +140,18 @@ export function createRpcClient<S extends DescService>(service: S, options: RpcC
     unary: (...args) => pick().unary(...args),
     stream: (...args) => pick().stream(...args),
   });
+}
+
+/**
+ * Whether clients of this process call its own servers in memory (the
+ * default). `baton up --config` with inProcessRpc: false turns it off for the
+ * process, so the wire can be measured or a test can widen the windows
+ * between calls.
+ */
+let inProcessCalls = true;
+
+export function setInProcessCalls(enabled: boolean): void {
+  inProcessCalls = enabled;
 }
 
 /** An RPC server of this process, for the in-memory transport. */
