@@ -11,6 +11,7 @@ import { DataPlane } from '../dataplane/index.js';
 import { compileConfig, controlPlaneSchema, dataPlaneSchema, joinHostPort, type UpConfig, workerSchema } from '../shared/config.js';
 import { BatonError } from '../shared/errors.js';
 import { createLogger } from '../shared/logging.js';
+import { setInProcessCalls } from '../shared/rpc.js';
 import { emulatedWorkerConfigs, startEmulatedWorkers, stopWorkers, Worker } from '../worker/index.js';
 
 export const DEMO_FUNCTION = 'hello';
@@ -51,6 +52,7 @@ function shareOfMachine(workers: number): { cpuMillis?: number; memoryMb?: numbe
 
 /** Starts the three components and waits until the worker and data plane have registered. */
 export async function startCluster(cfg: UpConfig): Promise<RunningCluster> {
+  setInProcessCalls(cfg.inProcessRpc);
   const token = cfg.token ?? process.env.BATON_TOKEN ?? undefined;
   const logLevel = cfg.logLevel;
   // Section values win over the cluster-wide log level; the addresses and ports are up's own.

@@ -321,6 +321,11 @@ export const upSchema = z
     dataDir: z.string().default('.baton'),
     token: z.string().min(1).optional(),
     logLevel: logLevel.default('info'),
+    /**
+     * The components call each other in memory (rpc.ts); false: over h2c, as
+     * separate processes do, to measure or debug the wire.
+     */
+    inProcessRpc: z.boolean().default(true),
     /** Component settings beyond the common ones. */
     controlplane: upSection(controlPlaneSchema, ['host', 'apiPort', 'dataDir', 'token']),
     dataplane: upSection(dataPlaneSchema, ['host', 'port', 'controlPlaneUrl', 'token', 'dataDir']),

@@ -96,6 +96,11 @@ export class DualListener {
     return this.boundPort;
   }
 
+  /** Until close() is called. */
+  get accepting(): boolean {
+    return !this.closing;
+  }
+
   private route(socket: net.Socket): void {
     this.sockets.add(socket);
     socket.on('close', () => this.sockets.delete(socket));

@@ -4,13 +4,24 @@
 // h2c: on loopback a call costs ~1.2 ms with it against ~2.1 ms with
 // connect-node's gRPC client, and three calls sit on the cold-start path.
 //
+// Components in one process (`baton up`, the tests' clusters) call each
+// other in memory: a client whose base URL names a port this process serves
+// RPC on uses Connect's router transport to that server's routes, with the
+// same interceptors, serialization, deadlines and errors, but no HTTP/2. An
+// h2c call costs ~1–2 ms of latency on this machine, and four of them sit
+// between a queued request and its cold start's answer (urgent report,
+// CreateSandbox there and back, AddEndpoints): that was most of what Baton
+// added to a raw spawn. The choice is made per call, so a server that closes
+// (a component stopping) is reached over the network again, and refuses.
+//
 // Every internal port also answers GET /health and GET /metrics over plain
 // HTTP/1.1, for probes and Prometheus. A BatonError thrown by a handler
 // crosses the wire as a ConnectError whose `baton-error-code` header holds
 // the stable code; the caller turns it back into the same BatonError.
 import type * as http from 'node:http';
 import type * as http2 from 'node:http2';
-import { Code, ConnectError, createClient, type Client, type ConnectRouter, type Interceptor } from '@connectrpc/connect';
+import { networkInterfaces } from 'node:os';
+import { Code, ConnectError, createClient, createRouterTransport, type Client, type ConnectRouter, type Interceptor, type Transport } from '@connectrpc/connect';
 import { connectNodeAdapter, createConnectTransport } from '@connectrpc/connect-node';
 import type { DescService } from '@bufbuild/protobuf';
 import type { Registry } from 'prom-client';
@@ -90,21 +101,96 @@ export interface RpcClientOptions {
   baseUrl: string;
   token?: string | undefined;
   timeoutMs?: number;
+  /** false: always over the network, even to a server of this process (the tests of the wire). Default true. */
+  inProcess?: boolean;
 }
 
-/** A typed client for one of Baton's services: Connect protocol, binary, over h2c. */
+/** A typed client for one of Baton's services: Connect protocol, binary, over h2c, or in memory (above). */
 export function createRpcClient<S extends DescService>(service: S, options: RpcClientOptions): Client<S> {
-  const transport = createConnectTransport({
+  const interceptors = [authInterceptor(options.token)];
+  const defaultTimeoutMs = options.timeoutMs ?? 10_000;
+  const network = createConnectTransport({
     httpVersion: '2',
     useBinaryFormat: true,
     baseUrl: options.baseUrl,
-    defaultTimeoutMs: options.timeoutMs ?? 10_000,
-    interceptors: [authInterceptor(options.token)],
+    defaultTimeoutMs,
+    interceptors,
     idleConnectionTimeoutMs: 60_000,
     pingIntervalMs: 10_000,
   });
-  return createClient(service, transport);
+  const url = new URL(options.baseUrl);
+  const port = Number(url.port || (url.protocol === 'https:' ? 443 : 80));
+  // The in-memory transport to the local server, made on first use, again if another server takes the port.
+  let local: { server: LocalServer; transport: Transport } | undefined;
+  const pick = (): Transport => {
+    const server = options.inProcess === false || !inProcessCalls ? undefined : localServer(port, url.hostname);
+    if (!server) return network;
+    if (local?.server !== server) {
+      local = {
+        server,
+        transport: createRouterTransport(server.routes, {
+          router: { interceptors: server.interceptors, readMaxBytes: RPC_READ_MAX_BYTES },
+          transport: { interceptors, defaultTimeoutMs },
+        }),
+      };
+    }
+    return local.transport;
+  };
+  return createClient(service, {
+    unary: (...args) => pick().unary(...args),
+    stream: (...args) => pick().stream(...args),
+  });
 }
+
+/**
+ * Whether clients of this process call its own servers in memory (the
+ * default). `baton up --config` with inProcessRpc: false turns it off for the
+ * process, so the wire can be measured or a test can widen the windows
+ * between calls.
+ */
+let inProcessCalls = true;
+
+export function setInProcessCalls(enabled: boolean): void {
+  inProcessCalls = enabled;
+}
+
+/** An RPC server of this process, for the in-memory transport. */
+interface LocalServer {
+  readonly listener: DualListener;
+  /** The host it was asked to bind. */
+  readonly host: string;
+  readonly routes: (router: ConnectRouter) => void;
+  readonly interceptors: Interceptor[];
+}
+
+/** This process's RPC servers, by port. */
+const localServers = new Map<number, LocalServer>();
+
+const LOOPBACK = /^(127\.\d+\.\d+\.\d+|localhost|\[?::1\]?)$/;
+
+/** The server of this process that a URL with this port and host reaches, if any is open. */
+function localServer(port: number, hostname: string): LocalServer | undefined {
+  const server = localServers.get(port);
+  if (!server) return undefined;
+  if (!server.listener.accepting) {
+    localServers.delete(port);
+    return undefined;
+  }
+  const host = hostname.replace(/^\[|\]$/g, '');
+  if (host === server.host) return server;
+  const wildcard = server.host === '0.0.0.0' || server.host === '::' || server.host === '';
+  if (LOOPBACK.test(host)) return wildcard || LOOPBACK.test(server.host) ? server : undefined;
+  return wildcard && isLocalAddress(host) ? server : undefined;
+}
+
+function isLocalAddress(host: string): boolean {
+  for (const addrs of Object.values(networkInterfaces())) {
+    for (const a of addrs ?? []) if (a.address === host) return true;
+  }
+  return false;
+}
+
+const RPC_READ_MAX_BYTES = 16 * 1024 * 1024;
 
 export interface RpcServerOptions {
   host: string;
@@ -121,10 +207,11 @@ export interface RpcServerOptions {
 
 /** Serves RPC, /health and /metrics on one HTTP/1.1 + h2c port. */
 export async function startRpcServer(options: RpcServerOptions): Promise<DualListener> {
+  const interceptors = [errorMapper(options.log), requireToken(options.token)];
   const rpc = connectNodeAdapter({
     routes: options.routes,
-    interceptors: [errorMapper(options.log), requireToken(options.token)],
-    readMaxBytes: 16 * 1024 * 1024,
+    interceptors,
+    readMaxBytes: RPC_READ_MAX_BYTES,
     fallback: options.fallback
       ? (req, res) => options.fallback?.(req, res as AnyResponse)
       : (req, res) =>
@@ -149,7 +236,9 @@ export async function startRpcServer(options: RpcServerOptions): Promise<DualLis
     }
     rpc(req, res);
   };
-  return DualListener.listen(handler, { host: options.host, port: options.port, log: options.log });
+  const listener = await DualListener.listen(handler, { host: options.host, port: options.port, log: options.log });
+  localServers.set(listener.port, { listener, host: options.host, routes: options.routes, interceptors });
+  return listener;
 }
 
 type AnyResponse = http.ServerResponse | http2.Http2ServerResponse;

@@ -104,6 +104,29 @@ test('forget removes the record', async () => {
   assert.deepEqual(readdirSync(join(dir, 'processes')), []);
 });
 
+test('recordAfterIntent writes the record off the event loop; a forget meanwhile waits for it, so no record outlives its process', async () => {
+  const dir = tempDir();
+  const pid = spawnGroup();
+  const ledger = new ProcessLedger(dir, 'worker-a', log);
+  await ledger.recordAfterIntent(pid, 'process', 'sb-1');
+  const record = JSON.parse(readFileSync(join(dir, 'processes', `${pid}.json`), 'utf8')) as LedgerRecord;
+  assert.equal(record.sandboxId, 'sb-1');
+  assert.equal(record.workerPid, process.pid);
+  assert.match(record.startTime, /^\d+$/);
+  await ledger.forget(pid);
+  assert.deepEqual(readdirSync(join(dir, 'processes')), []);
+
+  // A process that exits at once is forgotten while its record is still being written.
+  const quick = spawnGroup();
+  const writing = ledger.recordAfterIntent(quick, 'process', 'sb-2');
+  await ledger.forget(quick);
+  await writing;
+  assert.deepEqual(readdirSync(join(dir, 'processes')), []);
+  // A process already gone leaves no record.
+  await ledger.recordAfterIntent(deadPid(), 'process', 'sb-3');
+  assert.deepEqual(readdirSync(join(dir, 'processes')), []);
+});
+
 test('a worker killed during a spawn leaves an intent; the sweep finds the child by its BATON_SANDBOX_ID', async () => {
   const dir = tempDir();
   const sandboxId = `sb-intent-${process.pid}-${Date.now()}`;

@@ -21,11 +21,11 @@
 // port, spec and revision back and its exit watched without being its parent;
 // killing is simpler, and the control plane replaces what it needs.
 import { mkdirSync, readdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
-import { readFile, unlink } from 'node:fs/promises';
+import { mkdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../shared/logging.js';
 import { liveGroupMembers, signalGroup, waitGroupGone } from './process-group.js';
-import { readInitStatSync } from './runtimes/oci/init-process.js';
+import { readInitStat, readInitStatSync } from './runtimes/oci/init-process.js';
 
 /** One started process group, as written to disk. */
 export interface LedgerRecord {
@@ -57,6 +57,8 @@ const SWEEP_KILL_WAIT_MS = 5000;
 export class ProcessLedger {
   readonly dir: string;
   private readonly workerStartTime: string;
+  /** Records being written by recordAfterIntent(), by pid. */
+  private readonly writing = new Map<number, Promise<void>>();
 
   constructor(
     dataDir: string,
@@ -71,6 +73,40 @@ export class ProcessLedger {
   record(pid: number, runtime: string, sandboxId = ''): void {
     const startTime = readInitStatSync(pid)?.startTime;
     if (pid <= 0 || startTime === undefined) return; // Already gone: nothing to remember.
+    try {
+      mkdirSync(this.dir, { recursive: true });
+      writeFileSync(join(this.dir, `${pid}.json`), this.recordText(pid, startTime, runtime, sandboxId));
+    } catch (err) {
+      this.log.warn({ err, pid, sandboxId }, 'cannot record a sandbox process; a restart could not clean it up');
+    }
+  }
+
+  /**
+   * record() off the event loop, for a spawn whose intent (intend()) was
+   * written first: until the caller settles the intent after this resolves,
+   * the intent is what a restart's sweep finds the process by. Reading
+   * /proc/<pid>/stat of a process that is still exec'ing took 1–12 ms
+   * synchronously on a loaded machine, on the cold-start path. Never rejects.
+   */
+  recordAfterIntent(pid: number, runtime: string, sandboxId: string): Promise<void> {
+    const written = (async () => {
+      const startTime = pid > 0 ? (await readInitStat(pid))?.startTime : undefined;
+      if (startTime === undefined) return; // Already gone: nothing to remember.
+      try {
+        await mkdir(this.dir, { recursive: true });
+        await writeFile(join(this.dir, `${pid}.json`), this.recordText(pid, startTime, runtime, sandboxId));
+      } catch (err) {
+        this.log.warn({ err, pid, sandboxId }, 'cannot record a sandbox process; a restart could not clean it up');
+      }
+    })();
+    this.writing.set(pid, written);
+    void written.finally(() => {
+      if (this.writing.get(pid) === written) this.writing.delete(pid);
+    });
+    return written;
+  }
+
+  private recordText(pid: number, startTime: string, runtime: string, sandboxId: string): string {
     const record: LedgerRecord = {
       pid,
       startTime,
@@ -80,12 +116,7 @@ export class ProcessLedger {
       workerPid: process.pid,
       workerStartTime: this.workerStartTime,
     };
-    try {
-      mkdirSync(this.dir, { recursive: true });
-      writeFileSync(join(this.dir, `${pid}.json`), JSON.stringify(record));
-    } catch (err) {
-      this.log.warn({ err, pid, sandboxId }, 'cannot record a sandbox process; a restart could not clean it up');
-    }
+    return JSON.stringify(record);
   }
 
   /**
@@ -118,6 +149,8 @@ export class ProcessLedger {
   /** Forgets a process group that is gone. Never rejects. */
   async forget(pid: number): Promise<void> {
     if (pid <= 0) return;
+    // A record still being written would otherwise land after its removal.
+    await this.writing.get(pid);
     await unlink(join(this.dir, `${pid}.json`)).catch(() => undefined);
   }
 

@@ -165,9 +165,14 @@ describe('autoscaling on two workers', () => {
     assert.equal(res.status, 200);
     assert.equal(res.body.spec.loadBalancing, 'least-inflight');
     assert.equal(res.body.status.desiredScale, 2);
-    await waitFor('2 sandboxes', async () => {
+    // At most 2 (the cap), and at least the 1 of minScale. Not exactly 2: once the stable window of the
+    // unloaded function has passed (reaching 4 ready can take longer on a loaded machine), the scale goes on
+    // down to minScale, and with in-memory calls between the components the drains to 2 and then to 1 can
+    // both finish between two polls.
+    await waitFor('at most 2 sandboxes', async () => {
       const st = (await c.admin('GET', '/v1/functions/live')).body.status;
-      return st.readySandboxes + st.startingSandboxes + st.drainingSandboxes === 2 ? true : undefined;
+      const live = st.readySandboxes + st.startingSandboxes + st.drainingSandboxes;
+      return live <= 2 && st.readySandboxes >= 1 && st.desiredScale <= 2 ? true : undefined;
     }, 30_000).catch(async (err: unknown) => {
       throw new Error(`${(err as Error).message}: ${JSON.stringify((await c.admin('GET', '/v1/functions/live')).body.status)}`);
     });

@@ -10,7 +10,9 @@ import { startTestCluster, type TestCluster } from '../helpers/cluster.js';
 let c: TestCluster;
 before(async () => {
   // A short create timeout bounds how long the DELETE may wait, so a regression fails the test rather than hang it.
-  c = await startTestCluster({ emulate: 3, controlplane: { sandboxCreateTimeoutMs: 10_000 } });
+  // Over h2c, as separate processes talk: in memory, creates and AddEndpoints take a few microtasks, and the
+  // DELETE finds every sandbox ready (none still starting or propagating), so it would test nothing.
+  c = await startTestCluster({ emulate: 3, inProcessRpc: false, controlplane: { sandboxCreateTimeoutMs: 10_000 } });
 });
 after(async () => {
   await c.close();

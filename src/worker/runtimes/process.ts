@@ -124,8 +124,9 @@ export class ProcessRuntime implements SandboxRuntime {
       const cause = await describeSpawnError(err, command, cwd);
       throw startFailed(spec, `cannot start ${formatCommand(spec.command)}: ${cause}`, 'start_failed', err);
     }
-    this.options.ledger?.record(pid, this.name, sandboxId);
-    this.options.ledger?.settle(sandboxId);
+    // Recorded while the sandbox boots, not before its probe starts; the intent covers it until then.
+    const { ledger } = this.options;
+    const recorded = ledger?.recordAfterIntent(pid, this.name, sandboxId).then(() => ledger.settle(sandboxId));
     const t2 = process.hrtime.bigint();
 
     const sandbox = new ProcessSandbox(child, pid, sandboxId, port, logPath, this.options);
@@ -133,6 +134,7 @@ export class ProcessRuntime implements SandboxRuntime {
     void sandbox.exited.then(() => this.live.delete(sandbox));
     const outcome = await waitUntilReady({ host: this.probeHost, port, timeoutMs: this.options.startTimeoutMs, signal, exited: sandbox.exited });
     const t3 = process.hrtime.bigint();
+    await recorded;
     if (outcome === 'ready') {
       sandbox.latency = {
         portAllocationUs: us(t1 - t0),
