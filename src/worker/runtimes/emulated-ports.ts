@@ -84,12 +84,19 @@ function ephemeralLow(): number {
 
 function listenOn(server: net.Server, host: string, port: number): Promise<number> {
   return new Promise((resolve, reject) => {
-    const onError = (err: Error): void => reject(err);
-    server.once('error', onError);
-    server.listen({ host, port, exclusive: true }, () => {
+    // Both listeners go whichever fires: a port found taken is retried on the
+    // same server, and a leftover 'listening' callback per try would pile up.
+    const onListening = (): void => {
       server.off('error', onError);
       const address = server.address();
       resolve(typeof address === 'object' && address ? address.port : port);
-    });
+    };
+    const onError = (err: Error): void => {
+      server.off('listening', onListening);
+      reject(err);
+    };
+    server.once('error', onError);
+    server.once('listening', onListening);
+    server.listen({ host, port, exclusive: true });
   });
 }
