@@ -237,6 +237,9 @@ export class Worker {
       await this.membership?.stop();
       await this.table.deleteAll();
       for (const runtime of this.runtimes.values()) await runtime.close?.();
+      // The last net: a process group this worker recorded but no longer knows of (a spawn the
+      // sandbox table lost track of) would outlive a stop that otherwise went well.
+      await this.ledger.killOwn();
       await this.server?.close(1000);
       liveWorkers.delete(this);
       this.currentState = 'STOPPED';

@@ -83,6 +83,21 @@ test('the sweep leaves the records of a live worker alone', async () => {
   assert.deepEqual(readdirSync(join(dir, 'processes')), [`${pid}.json`]);
 });
 
+test('killOwn, at the end of a stop, kills what this worker still records and leaves other workers\' records alone', async () => {
+  const dir = tempDir();
+  const mine = spawnGroup();
+  const theirs = spawnGroup();
+  const ledger = new ProcessLedger(dir, 'worker-me', log);
+  ledger.record(mine, 'process', 'sb-f-lost');
+  // Another worker of this same process (baton up runs several) on the same dataDir.
+  new ProcessLedger(dir, 'worker-other', log).record(theirs, 'process', 'sb-f-theirs');
+  const swept = await ledger.killOwn();
+  assert.deepEqual(swept, [{ pid: mine, runtime: 'process', sandboxId: 'sb-f-lost', workerId: 'worker-me', outcome: 'killed' }]);
+  assert.equal(alive(mine), false);
+  assert.equal(alive(theirs), true);
+  assert.deepEqual(readdirSync(join(dir, 'processes')), [`${theirs}.json`]);
+});
+
 test('a recorded pid now held by another process is not signalled', async () => {
   const dir = tempDir();
   const pid = spawnGroup();

@@ -160,32 +160,7 @@ export class ProcessLedger {
    * removes the records. Returns what it found; logs which it killed.
    */
   async sweep(): Promise<SweptProcess[]> {
-    let names: string[];
-    try {
-      names = readdirSync(this.dir);
-    } catch {
-      return [];
-    }
-    const swept: SweptProcess[] = [];
-    for (const name of names) {
-      if (!name.endsWith('.json')) continue;
-      const path = join(this.dir, name);
-      if (name.startsWith('intent-')) {
-        swept.push(...(await sweepIntent(path)));
-        continue;
-      }
-      let record: LedgerRecord;
-      try {
-        record = JSON.parse(await readFile(path, 'utf8')) as LedgerRecord;
-      } catch {
-        await unlink(path).catch(() => undefined);
-        continue;
-      }
-      if (isAlive(record.workerPid, record.workerStartTime)) continue; // A live worker's: not ours to touch.
-      const outcome = await killLeftover(record.pid, record.startTime);
-      swept.push({ pid: record.pid, runtime: record.runtime, sandboxId: record.sandboxId, workerId: record.workerId, outcome });
-      await unlink(path).catch(() => undefined);
-    }
+    const swept = await this.sweepWhere((owner) => !isAlive(owner.workerPid, owner.workerStartTime));
     const killed = swept.filter((s) => s.outcome === 'killed');
     if (killed.length > 0) {
       this.log.warn(
@@ -197,10 +172,71 @@ export class ProcessLedger {
     }
     return swept;
   }
+
+  /**
+   * The last step of a worker's stop, after it deleted every sandbox it
+   * knows: kills what this worker's own records still name. A spawn that the
+   * sandbox table lost track of (a create abandoned mid-spawn, one that
+   * finished during the drain) is otherwise left running by a stop that went
+   * well.
+   */
+  async killOwn(): Promise<SweptProcess[]> {
+    // Records still being written (recordAfterIntent) are this worker's: let them land first.
+    await Promise.all(this.writing.values());
+    const swept = await this.sweepWhere(
+      (owner) => owner.workerId === this.workerId && owner.workerPid === process.pid && owner.workerStartTime === this.workerStartTime,
+    );
+    const killed = swept.filter((s) => s.outcome === 'killed');
+    if (killed.length > 0) {
+      this.log.warn(
+        { killed: killed.map((s) => ({ sandboxId: s.sandboxId || '(pool process)', pid: s.pid, runtime: s.runtime })) },
+        `killed ${killed.length} sandbox process group(s) the worker had lost track of`,
+      );
+    }
+    return swept;
+  }
+
+  /** Kills and forgets the recorded process groups (and intents) whose owner `owned` accepts. */
+  private async sweepWhere(owned: (owner: Owner) => boolean): Promise<SweptProcess[]> {
+    let names: string[];
+    try {
+      names = readdirSync(this.dir);
+    } catch {
+      return [];
+    }
+    const swept: SweptProcess[] = [];
+    for (const name of names) {
+      if (!name.endsWith('.json')) continue;
+      const path = join(this.dir, name);
+      if (name.startsWith('intent-')) {
+        swept.push(...(await sweepIntent(path, owned)));
+        continue;
+      }
+      let record: LedgerRecord;
+      try {
+        record = JSON.parse(await readFile(path, 'utf8')) as LedgerRecord;
+      } catch {
+        await unlink(path).catch(() => undefined);
+        continue;
+      }
+      if (!owned(record)) continue; // e.g. a live worker's: not ours to touch.
+      const outcome = await killLeftover(record.pid, record.startTime);
+      swept.push({ pid: record.pid, runtime: record.runtime, sandboxId: record.sandboxId, workerId: record.workerId, outcome });
+      await unlink(path).catch(() => undefined);
+    }
+    return swept;
+  }
+}
+
+/** Who wrote a record or an intent. */
+interface Owner {
+  readonly workerId: string;
+  readonly workerPid: number;
+  readonly workerStartTime: string;
 }
 
 /** An intent left by a worker that died during a spawn: kill whatever carries its sandbox id. */
-async function sweepIntent(path: string): Promise<SweptProcess[]> {
+async function sweepIntent(path: string, owned: (owner: Owner) => boolean): Promise<SweptProcess[]> {
   let intent: { sandboxId: string; runtime: string; workerId: string; workerPid: number; workerStartTime: string };
   try {
     intent = JSON.parse(await readFile(path, 'utf8')) as typeof intent;
@@ -208,7 +244,7 @@ async function sweepIntent(path: string): Promise<SweptProcess[]> {
     await unlink(path).catch(() => undefined);
     return [];
   }
-  if (isAlive(intent.workerPid, intent.workerStartTime)) return [];
+  if (!owned(intent)) return [];
   const marker = `BATON_SANDBOX_ID=${intent.sandboxId}`;
   const swept: SweptProcess[] = [];
   for (const entry of readdirSync('/proc')) {
