@@ -212,8 +212,9 @@ describe('a single-machine cluster', () => {
   test('a name being deleted cannot be registered again until the delete is done', async () => {
     await c.admin('POST', '/v1/functions', echoSpec('reborn', { scaling: { minScale: 1 } }));
     assert.equal((await c.invoke('reborn', '/sleep?ms=300')).status, 200);
-    const slow = c.invoke('reborn', '/sleep?ms=400');
-    await new Promise((r) => setTimeout(r, 50));
+    // Long enough that it is surely in the sandbox when the DELETE comes, on a loaded machine too.
+    const slow = c.invoke('reborn', '/sleep?ms=2500');
+    await new Promise((r) => setTimeout(r, 500));
     const deleting = c.admin('DELETE', '/v1/functions/reborn');
     await new Promise((r) => setTimeout(r, 50));
     const early = await c.admin('POST', '/v1/functions', echoSpec('reborn'));
