@@ -49,6 +49,10 @@ function setup(opts: { cpuMillis: number; createMs?: number; drainMs?: number })
         fake.events.push(`create ${req.sandboxId}`);
         return { sandbox: { address: '127.0.0.1:1' } };
       },
+      // The batched call as the worker implements it: each create on its own, results in order.
+      async createSandboxes(req: { creates: { sandboxId: string }[] }) {
+        return { results: await Promise.all(req.creates.map(async (c) => ({ created: await worker.client.createSandbox(c) }))) };
+      },
       deleteSandbox: async (req: { sandboxId: string }) => {
         fake.running.delete(req.sandboxId);
         fake.events.push(`delete ${req.sandboxId}`);

@@ -32,6 +32,7 @@
 // into a few dozen; the per-RPC cost, not the work of adding an endpoint, was
 // most of a creation's CPU.
 import { create } from '@bufbuild/protobuf';
+import { Code, ConnectError } from '@connectrpc/connect';
 import {
   ChangeSchema,
   EndpointSchema,
@@ -43,7 +44,8 @@ import {
   type StateSnapshot,
 } from '../gen/baton/v1/common_pb.js';
 import type { ControlPlaneConfig } from '../shared/config.js';
-import { type ErrorCode, ERROR_CODES } from '../shared/errors.js';
+import { CreateSandboxRequestSchema, type CreateSandboxRequest, type CreateSandboxResponse, type CreateSandboxResult } from '../gen/baton/v1/worker_pb.js';
+import { BatonError, type ErrorCode, ERROR_CODES, isErrorCode } from '../shared/errors.js';
 import { sandboxId } from '../shared/ids.js';
 import type { Logger } from '../shared/logging.js';
 import { fromRpcError } from '../shared/rpc.js';
@@ -81,6 +83,10 @@ export class Actuator {
   readonly creations = new CreationLog();
   /** Ready sandboxes waiting to be announced to the data planes, by function (announce()). */
   private readonly announcing = new Map<FunctionState, Announcement>();
+  /** Creates waiting to be sent to each worker in one CreateSandboxes (createOn()). */
+  private readonly creating = new Map<WorkerMember, PendingCreate[]>();
+  /** Workers that answered CreateSandboxes with UNIMPLEMENTED: they get one CreateSandbox per sandbox. */
+  private readonly singleCreates = new WeakSet<WorkerMember>();
   /** Functions with a reconcile due at the next turn of the event loop (reconcileSoon()). */
   private readonly reconcileDue = new Set<FunctionState>();
 
@@ -274,10 +280,7 @@ export class Actuator {
     let address: string;
     let latency: SandboxLatencyBreakdown | undefined;
     try {
-      const res = await worker.client.createSandbox(
-        { sandboxId: record.id, function: toFunctionSpecMessage(spec, BigInt(fn.revision)) },
-        { timeoutMs: this.config.sandboxCreateTimeoutMs },
-      );
+      const res = await this.createOn(worker, create(CreateSandboxRequestSchema, { sandboxId: record.id, function: toFunctionSpecMessage(spec, BigInt(fn.revision)) }));
       address = res.sandbox?.address ?? '';
       latency = res.latency;
       if (!address) throw new Error('worker returned a sandbox without an address');
@@ -327,6 +330,62 @@ export class Actuator {
     }
     // A batch of creates finishing together reconciles once, not once per sandbox (each pass scans the function's sandboxes).
     this.reconcileSoon(fn);
+  }
+
+  /**
+   * Creates a sandbox on a worker. The creates placed on one worker in the same
+   * turn of the event loop go in one CreateSandboxes call (up to
+   * CREATE_BATCH_MAX); each still succeeds or fails on its own. A worker that
+   * does not know CreateSandboxes (UNIMPLEMENTED) gets CreateSandbox calls
+   * from then on.
+   */
+  private createOn(worker: WorkerMember, req: CreateSandboxRequest): Promise<CreateSandboxResponse> {
+    if (this.singleCreates.has(worker)) return worker.client.createSandbox(req, { timeoutMs: this.config.sandboxCreateTimeoutMs });
+    return new Promise((resolve, reject) => {
+      let batch = this.creating.get(worker);
+      if (!batch || batch.length >= CREATE_BATCH_MAX) {
+        const created: PendingCreate[] = [];
+        batch = created;
+        this.creating.set(worker, created);
+        setImmediate(() => void this.flushCreates(worker, created));
+      }
+      batch.push({ req, resolve, reject });
+    });
+  }
+
+  private async flushCreates(worker: WorkerMember, batch: PendingCreate[]): Promise<void> {
+    if (this.creating.get(worker) === batch) this.creating.delete(worker);
+    const single = (p: PendingCreate): void => {
+      worker.client.createSandbox(p.req, { timeoutMs: this.config.sandboxCreateTimeoutMs }).then(p.resolve, p.reject);
+    };
+    const only = batch[0];
+    if (batch.length === 1 && only) {
+      single(only);
+      return;
+    }
+    let results: CreateSandboxResult[];
+    try {
+      const res = await worker.client.createSandboxes(
+        { creates: batch.map((p) => p.req) },
+        { timeoutMs: this.config.sandboxCreateTimeoutMs },
+      );
+      results = res.results;
+    } catch (err) {
+      if (ConnectError.from(err).code === Code.Unimplemented) {
+        // A worker of an older version: one call per sandbox, as it always was.
+        this.singleCreates.add(worker);
+        batch.forEach(single);
+        return;
+      }
+      for (const p of batch) p.reject(err);
+      return;
+    }
+    batch.forEach((p, i) => {
+      const r = results[i];
+      if (r?.created) p.resolve(r.created);
+      else if (r && r.errorCode) p.reject(new BatonError(isErrorCode(r.errorCode) ? r.errorCode : 'INTERNAL', r.errorMessage));
+      else p.reject(new BatonError('INTERNAL', `worker ${worker.id} answered ${results.length} results to ${batch.length} creates`));
+    });
   }
 
   /**
@@ -685,6 +744,19 @@ export class Actuator {
       }
     });
   }
+}
+
+/**
+ * The most creates in one CreateSandboxes: a burst goes to a worker as a few
+ * calls in flight together rather than one that waits for its slowest create.
+ */
+const CREATE_BATCH_MAX = 256;
+
+/** A create waiting for its worker's next CreateSandboxes (Actuator.createOn()). */
+interface PendingCreate {
+  readonly req: CreateSandboxRequest;
+  readonly resolve: (res: CreateSandboxResponse) => void;
+  readonly reject: (err: unknown) => void;
 }
 
 /** Ready sandboxes of one function to announce in one AddEndpoints (Actuator.announce()). */

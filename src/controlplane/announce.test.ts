@@ -109,10 +109,14 @@ async function setup(name: string, { withUnreachable = false } = {}): Promise<Se
     runtimes: [],
     avoidUntilMs: 0,
     client: {
-      createSandbox: async () => {
+      createSandbox: async (_req: { sandboxId: string }) => {
         s.held += 1;
         await opened;
         return { sandbox: { address: `127.0.0.1:${port++}` } };
+      },
+      // The batched call as the worker implements it: each create on its own, results in order.
+      async createSandboxes(req: { creates: { sandboxId: string }[] }) {
+        return { results: await Promise.all(req.creates.map(async (c) => ({ created: await worker.client.createSandbox(c) }))) };
       },
       deleteSandbox: async () => ({}),
     },
