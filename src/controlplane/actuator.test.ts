@@ -168,3 +168,23 @@ test('with nothing running, starting or draining, a full worker fails queued req
   assert.equal(fake.actuator.shouldFailQueued(f, Date.now()), true);
   await until('reject', () => fake.events.includes('reject NO_CAPACITY'));
 });
+
+test('a function being deleted drains all its sandboxes in one RemoveEndpoints per data plane, then deletes each', async () => {
+  const fake = setup({ cpuMillis: 10_000 });
+  const f = fn(100);
+  f.desired = 3;
+  fake.actuator.reconcile(f);
+  await until('3 ready', () => phases(f).join() === 'ready,ready,ready');
+  const ids = [...f.sandboxes.keys()];
+  await until('their creates done (routed)', () => ids.every((id) => !fake.actuator.operating(id)));
+  f.deleted = true;
+  f.desired = 0;
+  await fake.actuator.drainAndDeleteAll(f, [...f.sandboxes.values()]);
+  const drains = fake.events.filter((e) => e.startsWith('drain'));
+  assert.equal(drains.length, 1, drains.join('; '));
+  assert.deepEqual(new Set(drains[0]?.slice('drain '.length).split(',')), new Set(ids));
+  assert.equal(f.sandboxes.size, 0);
+  assert.equal(fake.running.size, 0, 'each sandbox deleted on its worker');
+  assert.equal(fake.actuator.reservedOn('w1').cpuMillis, 0);
+  for (const id of ids) assert.equal(fake.actuator.operating(id), false);
+});

@@ -325,7 +325,7 @@ export class Actuator {
       // The function was deleted while its endpoint propagated: the DELETE skipped this sandbox (an operation
       // was in flight on it) and waits for it to go, so drain and delete it here, or it would outlive its function.
       record.phase = 'draining';
-      await this.drainThenDelete(fn, record);
+      await this.drainThenDelete(fn, [record]);
       return;
     }
     // A batch of creates finishing together reconciles once, not once per sandbox (each pass scans the function's sandboxes).
@@ -495,29 +495,56 @@ export class Actuator {
     record.phase = 'draining';
     this.inOperation.add(record.id);
     try {
-      await this.drainThenDelete(fn, record);
+      await this.drainThenDelete(fn, [record]);
     } finally {
       this.inOperation.delete(record.id);
     }
     this.reconcile(fn);
   }
 
-  private async drainThenDelete(fn: FunctionState, record: SandboxRecord): Promise<void> {
+  /**
+   * drainAndDelete() for several sandboxes of a function being deleted: one
+   * RemoveEndpoints per data plane for all of them (one per sandbox put
+   * thousands of RPCs in flight when a large function was deleted), then each
+   * is deleted on its worker. The function's DELETE waits for all of them
+   * anyway; a sandbox may only be deleted when the slowest drain ends.
+   */
+  async drainAndDeleteAll(fn: FunctionState, records: SandboxRecord[]): Promise<void> {
+    const mine = records.filter((r) => r.phase !== 'draining' && !this.inOperation.has(r.id));
+    if (mine.length === 0) return;
+    for (const r of mine) {
+      r.phase = 'draining';
+      this.inOperation.add(r.id);
+    }
+    try {
+      await this.drainThenDelete(fn, mine);
+    } finally {
+      for (const r of mine) this.inOperation.delete(r.id);
+    }
+    this.reconcile(fn);
+  }
+
+  private async drainThenDelete(fn: FunctionState, records: SandboxRecord[]): Promise<void> {
     // A request cannot outlive the function's timeout (the data plane ends it
     // there), so waiting that long lets every in-flight request finish.
     const drainTimeoutMs = Math.max(this.config.drainTimeoutMs, fn.spec.timeoutMs);
     const change = this.stamp(fn);
-    await this.broadcast('drain endpoint', (dp) =>
+    const sandboxIds = records.map((r) => r.id);
+    await this.broadcast(records.length === 1 ? 'drain endpoint' : `drain ${records.length} endpoints`, (dp) =>
       dp.client.removeEndpoints(
-        { function: fn.spec.name, sandboxIds: [record.id], drain: true, drainTimeoutMs, change },
+        { function: fn.spec.name, sandboxIds, drain: true, drainTimeoutMs, change },
         { timeoutMs: drainTimeoutMs + 5000 },
       ),
       fn.spec.name,
     );
-    const worker = this.membership.workers.get(record.workerId);
-    const current = fn.sandboxes.get(record.id);
-    if (worker && worker.status === 'ready' && (current === undefined || current === record)) await this.deleteOnWorker(worker, record.id);
-    this.untrack(fn, record);
+    await Promise.all(
+      records.map(async (record) => {
+        const worker = this.membership.workers.get(record.workerId);
+        const current = fn.sandboxes.get(record.id);
+        if (worker && worker.status === 'ready' && (current === undefined || current === record)) await this.deleteOnWorker(worker, record.id);
+        this.untrack(fn, record);
+      }),
+    );
   }
 
   /** A worker said one of its sandboxes died: forget it, stop routing to it, replace it. */

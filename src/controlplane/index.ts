@@ -594,7 +594,7 @@ export class ControlPlane implements AdminBackend {
     // planes have forgotten it, so our RemoveFunction cannot remove a successor.
     try {
       // Drain first, so in-flight requests finish; then remove the function, which fails queued requests with 404.
-      await Promise.all([...fn.sandboxes.values()].filter((s) => s.phase === 'ready').map((s) => this.actuator.drainAndDelete(fn, s)));
+      await this.actuator.drainAndDeleteAll(fn, [...fn.sandboxes.values()].filter((s) => s.phase === 'ready'));
       const change = this.actuator.stamp(fn);
       await this.actuator.broadcast('remove function', (dp) => dp.client.removeFunction({ name, change }), name);
       // Sandboxes still starting are deleted by the actuator when their create returns.
