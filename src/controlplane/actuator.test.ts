@@ -49,6 +49,10 @@ function setup(opts: { cpuMillis: number; createMs?: number; drainMs?: number })
         fake.events.push(`create ${req.sandboxId}`);
         return { sandbox: { address: '127.0.0.1:1' } };
       },
+      // The batched call as the worker implements it: each create on its own, results in order.
+      async createSandboxes(req: { creates: { sandboxId: string }[] }) {
+        return { results: await Promise.all(req.creates.map(async (c) => ({ created: await worker.client.createSandbox(c) }))) };
+      },
       deleteSandbox: async (req: { sandboxId: string }) => {
         fake.running.delete(req.sandboxId);
         fake.events.push(`delete ${req.sandboxId}`);
@@ -163,4 +167,24 @@ test('with nothing running, starting or draining, a full worker fails queued req
   assert.equal(f.condition?.code, 'NO_CAPACITY');
   assert.equal(fake.actuator.shouldFailQueued(f, Date.now()), true);
   await until('reject', () => fake.events.includes('reject NO_CAPACITY'));
+});
+
+test('a function being deleted drains all its sandboxes in one RemoveEndpoints per data plane, then deletes each', async () => {
+  const fake = setup({ cpuMillis: 10_000 });
+  const f = fn(100);
+  f.desired = 3;
+  fake.actuator.reconcile(f);
+  await until('3 ready', () => phases(f).join() === 'ready,ready,ready');
+  const ids = [...f.sandboxes.keys()];
+  await until('their creates done (routed)', () => ids.every((id) => !fake.actuator.operating(id)));
+  f.deleted = true;
+  f.desired = 0;
+  await fake.actuator.drainAndDeleteAll(f, [...f.sandboxes.values()]);
+  const drains = fake.events.filter((e) => e.startsWith('drain'));
+  assert.equal(drains.length, 1, drains.join('; '));
+  assert.deepEqual(new Set(drains[0]?.slice('drain '.length).split(',')), new Set(ids));
+  assert.equal(f.sandboxes.size, 0);
+  assert.equal(fake.running.size, 0, 'each sandbox deleted on its worker');
+  assert.equal(fake.actuator.reservedOn('w1').cpuMillis, 0);
+  for (const id of ids) assert.equal(fake.actuator.operating(id), false);
 });

@@ -24,7 +24,15 @@
 // continues above its predecessor, and with the function's previous epoch.
 // A data plane orders concurrent deltas by it and asks for a function's
 // snapshot when it missed one (docs/dataplane.md).
+//
+// Sandboxes of one function that become ready in the same turn of the event
+// loop are announced together: one AddEndpoints per data plane carrying all
+// of them, under one epoch (announce()). Under a burst this turns thousands of
+// RPCs, each with its own HTTP/2 stream, abort signal and protobuf round trip,
+// into a few dozen; the per-RPC cost, not the work of adding an endpoint, was
+// most of a creation's CPU.
 import { create } from '@bufbuild/protobuf';
+import { Code, ConnectError } from '@connectrpc/connect';
 import {
   ChangeSchema,
   EndpointSchema,
@@ -36,7 +44,8 @@ import {
   type StateSnapshot,
 } from '../gen/baton/v1/common_pb.js';
 import type { ControlPlaneConfig } from '../shared/config.js';
-import { type ErrorCode, ERROR_CODES } from '../shared/errors.js';
+import { CreateSandboxRequestSchema, type CreateSandboxRequest, type CreateSandboxResponse, type CreateSandboxResult } from '../gen/baton/v1/worker_pb.js';
+import { BatonError, type ErrorCode, ERROR_CODES, isErrorCode } from '../shared/errors.js';
 import { sandboxId } from '../shared/ids.js';
 import type { Logger } from '../shared/logging.js';
 import { fromRpcError } from '../shared/rpc.js';
@@ -72,6 +81,14 @@ export class Actuator {
   private lastEpoch = 0n;
   /** Every function's latest creations, for `GET /v1/creations`. */
   readonly creations = new CreationLog();
+  /** Ready sandboxes waiting to be announced to the data planes, by function (announce()). */
+  private readonly announcing = new Map<FunctionState, Announcement>();
+  /** Creates waiting to be sent to each worker in one CreateSandboxes (createOn()). */
+  private readonly creating = new Map<WorkerMember, PendingCreate[]>();
+  /** Workers that answered CreateSandboxes with UNIMPLEMENTED: they get one CreateSandbox per sandbox. */
+  private readonly singleCreates = new WeakSet<WorkerMember>();
+  /** Functions with a reconcile due at the next turn of the event loop (reconcileSoon()). */
+  private readonly reconcileDue = new Set<FunctionState>();
 
   constructor(
     private readonly config: ControlPlaneConfig,
@@ -263,10 +280,7 @@ export class Actuator {
     let address: string;
     let latency: SandboxLatencyBreakdown | undefined;
     try {
-      const res = await worker.client.createSandbox(
-        { sandboxId: record.id, function: toFunctionSpecMessage(spec, BigInt(fn.revision)) },
-        { timeoutMs: this.config.sandboxCreateTimeoutMs },
-      );
+      const res = await this.createOn(worker, create(CreateSandboxRequestSchema, { sandboxId: record.id, function: toFunctionSpecMessage(spec, BigInt(fn.revision)) }));
       address = res.sandbox?.address ?? '';
       latency = res.latency;
       if (!address) throw new Error('worker returned a sandbox without an address');
@@ -303,21 +317,124 @@ export class Actuator {
       fn.consecutiveFailures = 0;
       fn.backoffUntilMs = 0;
     }
+    // From ready to acknowledged by every data plane, including the wait for the rest of its batch.
     const propagating = performance.now();
-    const change = this.stamp(fn);
-    await this.broadcast('add endpoint', (dp) =>
-      dp.client.addEndpoints({ function: spec.name, endpoints: [this.endpointOf(spec.name, record)], change }),
-      fn.spec.name,
-    );
+    await this.announce(fn, record);
     this.traceCreation(fn, worker, record, { decidedAtMs, placementUs, createRpcUs, latency, propagationUs: usSince(propagating) });
     if (fn.deleted && fn.sandboxes.get(record.id) === record) {
       // The function was deleted while its endpoint propagated: the DELETE skipped this sandbox (an operation
       // was in flight on it) and waits for it to go, so drain and delete it here, or it would outlive its function.
       record.phase = 'draining';
-      await this.drainThenDelete(fn, record);
+      await this.drainThenDelete(fn, [record]);
       return;
     }
-    this.reconcile(fn);
+    // A batch of creates finishing together reconciles once, not once per sandbox (each pass scans the function's sandboxes).
+    this.reconcileSoon(fn);
+  }
+
+  /**
+   * Creates a sandbox on a worker. The creates placed on one worker in the same
+   * turn of the event loop go in one CreateSandboxes call (up to
+   * CREATE_BATCH_MAX); each still succeeds or fails on its own. A worker that
+   * does not know CreateSandboxes (UNIMPLEMENTED) gets CreateSandbox calls
+   * from then on.
+   */
+  private createOn(worker: WorkerMember, req: CreateSandboxRequest): Promise<CreateSandboxResponse> {
+    if (this.singleCreates.has(worker)) return worker.client.createSandbox(req, { timeoutMs: this.config.sandboxCreateTimeoutMs });
+    return new Promise((resolve, reject) => {
+      let batch = this.creating.get(worker);
+      if (!batch || batch.length >= CREATE_BATCH_MAX) {
+        const created: PendingCreate[] = [];
+        batch = created;
+        this.creating.set(worker, created);
+        setImmediate(() => void this.flushCreates(worker, created));
+      }
+      batch.push({ req, resolve, reject });
+    });
+  }
+
+  private async flushCreates(worker: WorkerMember, batch: PendingCreate[]): Promise<void> {
+    if (this.creating.get(worker) === batch) this.creating.delete(worker);
+    const single = (p: PendingCreate): void => {
+      worker.client.createSandbox(p.req, { timeoutMs: this.config.sandboxCreateTimeoutMs }).then(p.resolve, p.reject);
+    };
+    const only = batch[0];
+    if (batch.length === 1 && only) {
+      single(only);
+      return;
+    }
+    let results: CreateSandboxResult[];
+    try {
+      const res = await worker.client.createSandboxes(
+        { creates: batch.map((p) => p.req) },
+        { timeoutMs: this.config.sandboxCreateTimeoutMs },
+      );
+      results = res.results;
+    } catch (err) {
+      if (ConnectError.from(err).code === Code.Unimplemented) {
+        // A worker of an older version: one call per sandbox, as it always was.
+        this.singleCreates.add(worker);
+        batch.forEach(single);
+        return;
+      }
+      for (const p of batch) p.reject(err);
+      return;
+    }
+    batch.forEach((p, i) => {
+      const r = results[i];
+      if (r?.created) p.resolve(r.created);
+      else if (r && r.errorCode) p.reject(new BatonError(isErrorCode(r.errorCode) ? r.errorCode : 'INTERNAL', r.errorMessage));
+      else p.reject(new BatonError('INTERNAL', `worker ${worker.id} answered ${results.length} results to ${batch.length} creates`));
+    });
+  }
+
+  /**
+   * Routes a ready sandbox on every data plane; resolves once every data plane
+   * answered (a failure marks it for a full sync, as broadcast() does). The
+   * sandboxes of one function that become ready in the same turn of the event
+   * loop share one AddEndpoints per data plane and one epoch: the data plane
+   * applies the change atomically, so the chain of epochs stays one change per
+   * stamp, whatever the change holds.
+   */
+  announce(fn: FunctionState, record: SandboxRecord): Promise<void> {
+    let batch = this.announcing.get(fn);
+    if (!batch) {
+      let resolve!: () => void;
+      const done = new Promise<void>((r) => (resolve = r));
+      const created: Announcement = { records: [], done, resolve };
+      batch = created;
+      this.announcing.set(fn, created);
+      // setImmediate runs after the poll phase: every create answer read in this turn joins the batch.
+      setImmediate(() => void this.flushAnnouncement(fn, created));
+    }
+    batch.records.push(record);
+    return batch.done;
+  }
+
+  private async flushAnnouncement(fn: FunctionState, batch: Announcement): Promise<void> {
+    if (this.announcing.get(fn) === batch) this.announcing.delete(fn);
+    try {
+      // A sandbox forgotten (its worker lost, it crashed) or drained since it was queued must not come back:
+      // its removal was stamped already, and an add stamped after it would route to it again.
+      const live = batch.records.filter((r) => r.phase === 'ready' && fn.sandboxes.get(r.id) === r);
+      if (live.length === 0 || fn.deleted) return;
+      const name = fn.spec.name;
+      const endpoints = live.map((r) => this.endpointOf(name, r));
+      const change = this.stamp(fn);
+      await this.broadcast(live.length === 1 ? 'add endpoint' : `add ${live.length} endpoints`, (dp) => dp.client.addEndpoints({ function: name, endpoints, change }), name);
+    } finally {
+      batch.resolve();
+    }
+  }
+
+  /** Reconciles the function at the next turn of the event loop, once however many ask meanwhile. */
+  private reconcileSoon(fn: FunctionState): void {
+    if (this.reconcileDue.has(fn)) return;
+    this.reconcileDue.add(fn);
+    setImmediate(() => {
+      this.reconcileDue.delete(fn);
+      this.reconcile(fn);
+    });
   }
 
   /** Keeps the creation for `describe` and writes it to the cold-start trace, if one is configured. */
@@ -378,29 +495,56 @@ export class Actuator {
     record.phase = 'draining';
     this.inOperation.add(record.id);
     try {
-      await this.drainThenDelete(fn, record);
+      await this.drainThenDelete(fn, [record]);
     } finally {
       this.inOperation.delete(record.id);
     }
     this.reconcile(fn);
   }
 
-  private async drainThenDelete(fn: FunctionState, record: SandboxRecord): Promise<void> {
+  /**
+   * drainAndDelete() for several sandboxes of a function being deleted: one
+   * RemoveEndpoints per data plane for all of them (one per sandbox put
+   * thousands of RPCs in flight when a large function was deleted), then each
+   * is deleted on its worker. The function's DELETE waits for all of them
+   * anyway; a sandbox may only be deleted when the slowest drain ends.
+   */
+  async drainAndDeleteAll(fn: FunctionState, records: SandboxRecord[]): Promise<void> {
+    const mine = records.filter((r) => r.phase !== 'draining' && !this.inOperation.has(r.id));
+    if (mine.length === 0) return;
+    for (const r of mine) {
+      r.phase = 'draining';
+      this.inOperation.add(r.id);
+    }
+    try {
+      await this.drainThenDelete(fn, mine);
+    } finally {
+      for (const r of mine) this.inOperation.delete(r.id);
+    }
+    this.reconcile(fn);
+  }
+
+  private async drainThenDelete(fn: FunctionState, records: SandboxRecord[]): Promise<void> {
     // A request cannot outlive the function's timeout (the data plane ends it
     // there), so waiting that long lets every in-flight request finish.
     const drainTimeoutMs = Math.max(this.config.drainTimeoutMs, fn.spec.timeoutMs);
     const change = this.stamp(fn);
-    await this.broadcast('drain endpoint', (dp) =>
+    const sandboxIds = records.map((r) => r.id);
+    await this.broadcast(records.length === 1 ? 'drain endpoint' : `drain ${records.length} endpoints`, (dp) =>
       dp.client.removeEndpoints(
-        { function: fn.spec.name, sandboxIds: [record.id], drain: true, drainTimeoutMs, change },
+        { function: fn.spec.name, sandboxIds, drain: true, drainTimeoutMs, change },
         { timeoutMs: drainTimeoutMs + 5000 },
       ),
       fn.spec.name,
     );
-    const worker = this.membership.workers.get(record.workerId);
-    const current = fn.sandboxes.get(record.id);
-    if (worker && worker.status === 'ready' && (current === undefined || current === record)) await this.deleteOnWorker(worker, record.id);
-    this.untrack(fn, record);
+    await Promise.all(
+      records.map(async (record) => {
+        const worker = this.membership.workers.get(record.workerId);
+        const current = fn.sandboxes.get(record.id);
+        if (worker && worker.status === 'ready' && (current === undefined || current === record)) await this.deleteOnWorker(worker, record.id);
+        this.untrack(fn, record);
+      }),
+    );
   }
 
   /** A worker said one of its sandboxes died: forget it, stop routing to it, replace it. */
@@ -476,11 +620,7 @@ export class Actuator {
     fn.desired = Math.max(fn.desired, live);
     fn.autoscaler.startInPanic(performance.now(), fn.desired);
     this.log.info({ function: fn.spec.name, sandbox: record.id, worker: worker.id }, 'adopted running sandbox');
-    const change = this.stamp(fn);
-    await this.broadcast('add endpoint', (dp) =>
-      dp.client.addEndpoints({ function: fn.spec.name, endpoints: [this.endpointOf(fn.spec.name, record)], change }),
-      fn.spec.name,
-    );
+    await this.announce(fn, record);
   }
 
   /** Drops sandbox records and removes their endpoints from every data plane, without draining. */
@@ -631,6 +771,27 @@ export class Actuator {
       }
     });
   }
+}
+
+/**
+ * The most creates in one CreateSandboxes: a burst goes to a worker as a few
+ * calls in flight together rather than one that waits for its slowest create.
+ */
+const CREATE_BATCH_MAX = 256;
+
+/** A create waiting for its worker's next CreateSandboxes (Actuator.createOn()). */
+interface PendingCreate {
+  readonly req: CreateSandboxRequest;
+  readonly resolve: (res: CreateSandboxResponse) => void;
+  readonly reject: (err: unknown) => void;
+}
+
+/** Ready sandboxes of one function to announce in one AddEndpoints (Actuator.announce()). */
+interface Announcement {
+  readonly records: SandboxRecord[];
+  /** Resolves once every data plane answered the batch's AddEndpoints (or it was not sent). */
+  readonly done: Promise<void>;
+  readonly resolve: () => void;
 }
 
 function usSince(t: number): number {

@@ -391,16 +391,19 @@ export class ControlPlane implements AdminBackend {
       (s) => s.phase !== 'starting' && !running.has(s.id),
       'worker no longer runs these sandboxes',
     );
+    // Adopted together, so that a worker's sandboxes reach the data planes in one AddEndpoints per function.
+    const adoptions: Promise<void>[] = [];
     for (const sb of sandboxes) {
       const fn = this.functions.get(sb.function);
       if (fn?.sandboxes.has(sb.sandboxId)) continue; // ours: known, or a create we are waiting for
       if (this.actuator.operating(sb.sandboxId)) continue; // a create or delete of ours decides its fate
       if (fn && !fn.deleted && sb.state === SandboxState.READY) {
-        await this.actuator.adopt(fn, worker, sb.sandboxId, sb.address, Number(sb.createdAtMs));
+        adoptions.push(this.actuator.adopt(fn, worker, sb.sandboxId, sb.address, Number(sb.createdAtMs)));
       } else {
         void this.actuator.deleteOnWorker(worker, sb.sandboxId);
       }
     }
+    await Promise.all(adoptions);
   }
 
   /**
@@ -591,7 +594,7 @@ export class ControlPlane implements AdminBackend {
     // planes have forgotten it, so our RemoveFunction cannot remove a successor.
     try {
       // Drain first, so in-flight requests finish; then remove the function, which fails queued requests with 404.
-      await Promise.all([...fn.sandboxes.values()].filter((s) => s.phase === 'ready').map((s) => this.actuator.drainAndDelete(fn, s)));
+      await this.actuator.drainAndDeleteAll(fn, [...fn.sandboxes.values()].filter((s) => s.phase === 'ready'));
       const change = this.actuator.stamp(fn);
       await this.actuator.broadcast('remove function', (dp) => dp.client.removeFunction({ name, change }), name);
       // Sandboxes still starting are deleted by the actuator when their create returns.

@@ -5,7 +5,7 @@
 import type { ServiceImpl } from '@connectrpc/connect';
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import { SandboxState, type SandboxSchema, type SandboxLatencyBreakdownSchema } from '../gen/baton/v1/common_pb.js';
-import type { WorkerService } from '../gen/baton/v1/worker_pb.js';
+import type { CreateSandboxRequest, CreateSandboxResponseSchema, WorkerService } from '../gen/baton/v1/worker_pb.js';
 import { joinHostPort } from '../shared/config.js';
 import { BatonError } from '../shared/errors.js';
 import { fromFunctionSpecMessage } from '../shared/spec.js';
@@ -39,31 +39,55 @@ export function workerServiceImpl(context: WorkerServiceContext): ServiceImpl<ty
     createdAtMs: BigInt(s.createdAtMs),
     functionRevision: s.functionRevision,
   });
+  /** One create; `signal` is the caller's (undefined when the caller watches it for a whole batch). */
+  const createOne = async (req: CreateSandboxRequest, signal: AbortSignal | undefined): Promise<MessageInitShape<typeof CreateSandboxResponseSchema>> => {
+    checkSandboxId(req.sandboxId);
+    const fn = req.function;
+    if (!fn) throw new BatonError('INVALID_SPEC', 'function: is required', { details: { field: 'function' } });
+    if (!fn.name) throw new BatonError('INVALID_SPEC', 'function.name: is required', { details: { field: 'name' } });
+    const spec = fromFunctionSpecMessage(fn);
+    if ((spec.runtime === 'process' || spec.runtime === 'oci') && !spec.command[0]) {
+      throw new BatonError('INVALID_SPEC', `function "${fn.name}": command must name a program`, {
+        details: { field: 'command' },
+      });
+    }
+    if (spec.runtime === 'node' && !spec.handler) {
+      throw new BatonError('INVALID_SPEC', `function "${fn.name}": runtime "node" needs a handler`, { details: { field: 'handler' } });
+    }
+    // A caller that gives up (its deadline passed, or it died) will never
+    // learn of this sandbox, so nothing would ever delete it: stop it now.
+    const abandon = (): void => void table.delete(req.sandboxId);
+    signal?.addEventListener('abort', abandon, { once: true });
+    try {
+      const sandbox = await table.create(req.sandboxId, spec, fn.revision, spec.runtime);
+      return { sandbox: toSandbox(sandbox), latency: toLatency(sandbox.latency, sandbox.runtime) };
+    } finally {
+      signal?.removeEventListener('abort', abandon);
+    }
+  };
   return {
-    async createSandbox(req, ctx) {
-      checkSandboxId(req.sandboxId);
-      const fn = req.function;
-      if (!fn) throw new BatonError('INVALID_SPEC', 'function: is required', { details: { field: 'function' } });
-      if (!fn.name) throw new BatonError('INVALID_SPEC', 'function.name: is required', { details: { field: 'name' } });
-      const spec = fromFunctionSpecMessage(fn);
-      if ((spec.runtime === 'process' || spec.runtime === 'oci') && !spec.command[0]) {
-        throw new BatonError('INVALID_SPEC', `function "${fn.name}": command must name a program`, {
-          details: { field: 'command' },
-        });
-      }
-      if (spec.runtime === 'node' && !spec.handler) {
-        throw new BatonError('INVALID_SPEC', `function "${fn.name}": runtime "node" needs a handler`, { details: { field: 'handler' } });
-      }
-      // A caller that gives up (its deadline passed, or it died) will never
-      // learn of this sandbox, so nothing would ever delete it: stop it now.
-      const abandon = (): void => void table.delete(req.sandboxId);
+    createSandbox: (req, ctx) => createOne(req, ctx.signal),
+
+    async createSandboxes(req, ctx) {
+      // A caller that gives up abandons the whole batch: one listener rather than one per create
+      // (hundreds on one signal would also trip Node's listener-leak warning).
+      const abandon = (): void => {
+        for (const c of req.creates) if (SANDBOX_ID.test(c.sandboxId)) void table.delete(c.sandboxId);
+      };
       ctx.signal.addEventListener('abort', abandon, { once: true });
-      try {
-        const sandbox = await table.create(req.sandboxId, spec, fn.revision, spec.runtime);
-        return { sandbox: toSandbox(sandbox), latency: toLatency(sandbox.latency, sandbox.runtime) };
-      } finally {
-        ctx.signal.removeEventListener('abort', abandon);
-      }
+      // Each create stands alone: one that fails does not fail the others.
+      const results = await Promise.all(
+        req.creates.map((c) =>
+          createOne(c, undefined).then(
+            (created) => ({ created }),
+            (err: unknown) => {
+              const e = err instanceof BatonError ? err : new BatonError('INTERNAL', err instanceof Error ? err.message : String(err));
+              return { errorCode: e.code, errorMessage: e.message };
+            },
+          ),
+        ),
+      ).finally(() => ctx.signal.removeEventListener('abort', abandon));
+      return { results };
     },
 
     async deleteSandbox(req) {

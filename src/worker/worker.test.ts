@@ -162,6 +162,31 @@ describe('worker', () => {
     assert.deepEqual((await client.listSandboxes({})).sandboxes, []);
   });
 
+  it('CreateSandboxes creates each sandbox on its own and answers in request order', async () => {
+    const quitter = toFunctionSpecMessage(functionSpec('quitter', [NODE, fixture('exits-at-once.js')]), 1n);
+    const { results } = await client.createSandboxes({
+      creates: [
+        { sandboxId: id('batch-a'), function: echoSpec },
+        { sandboxId: id('batch-q'), function: quitter },
+        { sandboxId: '../bad', function: echoSpec },
+        { sandboxId: id('batch-b'), function: echoSpec },
+      ],
+    });
+    assert.equal(results.length, 4);
+    const [a, q, bad, b] = results;
+    assert.equal(a?.created?.sandbox?.sandboxId, id('batch-a'));
+    assert.equal(q?.created, undefined);
+    assert.equal(q?.errorCode, 'SANDBOX_START_FAILED', 'a failed create fails alone');
+    assert.match(q?.errorMessage ?? '', /exited with code 7/);
+    assert.equal(bad?.errorCode, 'INVALID_REQUEST');
+    assert.equal(b?.created?.sandbox?.sandboxId, id('batch-b'));
+    for (const r of [a, b]) assert.equal((await get(r?.created?.sandbox?.address ?? '', '/')).status, 200);
+    const listed = (await client.listSandboxes({})).sandboxes.map((s) => s.sandboxId).sort();
+    assert.deepEqual(listed, [id('batch-a'), id('batch-b')].sort());
+    await client.deleteSandbox({ sandboxId: id('batch-a') });
+    await client.deleteSandbox({ sandboxId: id('batch-b') });
+  });
+
   it('registers again when a heartbeat answers known=false', async () => {
     const before = cp.registrations.length;
     cp.known = false;

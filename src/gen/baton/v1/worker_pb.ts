@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file baton/v1/worker.proto.
  */
 export const file_baton_v1_worker: GenFile = /*@__PURE__*/
-  fileDesc("ChViYXRvbi92MS93b3JrZXIucHJvdG8SCGJhdG9uLnYxIlQKFENyZWF0ZVNhbmRib3hSZXF1ZXN0EhIKCnNhbmRib3hfaWQYASABKAkSKAoIZnVuY3Rpb24YAiABKAsyFi5iYXRvbi52MS5GdW5jdGlvblNwZWMibwoVQ3JlYXRlU2FuZGJveFJlc3BvbnNlEiIKB3NhbmRib3gYASABKAsyES5iYXRvbi52MS5TYW5kYm94EjIKB2xhdGVuY3kYAiABKAsyIS5iYXRvbi52MS5TYW5kYm94TGF0ZW5jeUJyZWFrZG93biIqChREZWxldGVTYW5kYm94UmVxdWVzdBISCgpzYW5kYm94X2lkGAEgASgJIhYKFExpc3RTYW5kYm94ZXNSZXF1ZXN0IlAKFUxpc3RTYW5kYm94ZXNSZXNwb25zZRIRCgl3b3JrZXJfaWQYASABKAkSJAoJc2FuZGJveGVzGAIgAygLMhEuYmF0b24udjEuU2FuZGJveDLzAQoNV29ya2VyU2VydmljZRJQCg1DcmVhdGVTYW5kYm94Eh4uYmF0b24udjEuQ3JlYXRlU2FuZGJveFJlcXVlc3QaHy5iYXRvbi52MS5DcmVhdGVTYW5kYm94UmVzcG9uc2USPgoNRGVsZXRlU2FuZGJveBIeLmJhdG9uLnYxLkRlbGV0ZVNhbmRib3hSZXF1ZXN0Gg0uYmF0b24udjEuQWNrElAKDUxpc3RTYW5kYm94ZXMSHi5iYXRvbi52MS5MaXN0U2FuZGJveGVzUmVxdWVzdBofLmJhdG9uLnYxLkxpc3RTYW5kYm94ZXNSZXNwb25zZWIGcHJvdG8z", [file_baton_v1_common]);
+  fileDesc("ChViYXRvbi92MS93b3JrZXIucHJvdG8SCGJhdG9uLnYxIlQKFENyZWF0ZVNhbmRib3hSZXF1ZXN0EhIKCnNhbmRib3hfaWQYASABKAkSKAoIZnVuY3Rpb24YAiABKAsyFi5iYXRvbi52MS5GdW5jdGlvblNwZWMibwoVQ3JlYXRlU2FuZGJveFJlc3BvbnNlEiIKB3NhbmRib3gYASABKAsyES5iYXRvbi52MS5TYW5kYm94EjIKB2xhdGVuY3kYAiABKAsyIS5iYXRvbi52MS5TYW5kYm94TGF0ZW5jeUJyZWFrZG93biJJChZDcmVhdGVTYW5kYm94ZXNSZXF1ZXN0Ei8KB2NyZWF0ZXMYASADKAsyHi5iYXRvbi52MS5DcmVhdGVTYW5kYm94UmVxdWVzdCJJChdDcmVhdGVTYW5kYm94ZXNSZXNwb25zZRIuCgdyZXN1bHRzGAEgAygLMh0uYmF0b24udjEuQ3JlYXRlU2FuZGJveFJlc3VsdCJyChNDcmVhdGVTYW5kYm94UmVzdWx0EjAKB2NyZWF0ZWQYASABKAsyHy5iYXRvbi52MS5DcmVhdGVTYW5kYm94UmVzcG9uc2USEgoKZXJyb3JfY29kZRgCIAEoCRIVCg1lcnJvcl9tZXNzYWdlGAMgASgJIioKFERlbGV0ZVNhbmRib3hSZXF1ZXN0EhIKCnNhbmRib3hfaWQYASABKAkiFgoUTGlzdFNhbmRib3hlc1JlcXVlc3QiUAoVTGlzdFNhbmRib3hlc1Jlc3BvbnNlEhEKCXdvcmtlcl9pZBgBIAEoCRIkCglzYW5kYm94ZXMYAiADKAsyES5iYXRvbi52MS5TYW5kYm94MssCCg1Xb3JrZXJTZXJ2aWNlElAKDUNyZWF0ZVNhbmRib3gSHi5iYXRvbi52MS5DcmVhdGVTYW5kYm94UmVxdWVzdBofLmJhdG9uLnYxLkNyZWF0ZVNhbmRib3hSZXNwb25zZRJWCg9DcmVhdGVTYW5kYm94ZXMSIC5iYXRvbi52MS5DcmVhdGVTYW5kYm94ZXNSZXF1ZXN0GiEuYmF0b24udjEuQ3JlYXRlU2FuZGJveGVzUmVzcG9uc2USPgoNRGVsZXRlU2FuZGJveBIeLmJhdG9uLnYxLkRlbGV0ZVNhbmRib3hSZXF1ZXN0Gg0uYmF0b24udjEuQWNrElAKDUxpc3RTYW5kYm94ZXMSHi5iYXRvbi52MS5MaXN0U2FuZGJveGVzUmVxdWVzdBofLmJhdG9uLnYxLkxpc3RTYW5kYm94ZXNSZXNwb25zZWIGcHJvdG8z", [file_baton_v1_common]);
 
 /**
  * @generated from message baton.v1.CreateSandboxRequest
@@ -61,6 +61,73 @@ export const CreateSandboxResponseSchema: GenMessage<CreateSandboxResponse> = /*
   messageDesc(file_baton_v1_worker, 1);
 
 /**
+ * @generated from message baton.v1.CreateSandboxesRequest
+ */
+export type CreateSandboxesRequest = Message<"baton.v1.CreateSandboxesRequest"> & {
+  /**
+   * @generated from field: repeated baton.v1.CreateSandboxRequest creates = 1;
+   */
+  creates: CreateSandboxRequest[];
+};
+
+/**
+ * Describes the message baton.v1.CreateSandboxesRequest.
+ * Use `create(CreateSandboxesRequestSchema)` to create a new message.
+ */
+export const CreateSandboxesRequestSchema: GenMessage<CreateSandboxesRequest> = /*@__PURE__*/
+  messageDesc(file_baton_v1_worker, 2);
+
+/**
+ * @generated from message baton.v1.CreateSandboxesResponse
+ */
+export type CreateSandboxesResponse = Message<"baton.v1.CreateSandboxesResponse"> & {
+  /**
+   * One per create, in request order.
+   *
+   * @generated from field: repeated baton.v1.CreateSandboxResult results = 1;
+   */
+  results: CreateSandboxResult[];
+};
+
+/**
+ * Describes the message baton.v1.CreateSandboxesResponse.
+ * Use `create(CreateSandboxesResponseSchema)` to create a new message.
+ */
+export const CreateSandboxesResponseSchema: GenMessage<CreateSandboxesResponse> = /*@__PURE__*/
+  messageDesc(file_baton_v1_worker, 3);
+
+/**
+ * @generated from message baton.v1.CreateSandboxResult
+ */
+export type CreateSandboxResult = Message<"baton.v1.CreateSandboxResult"> & {
+  /**
+   * Set when the create succeeded.
+   *
+   * @generated from field: baton.v1.CreateSandboxResponse created = 1;
+   */
+  created?: CreateSandboxResponse | undefined;
+
+  /**
+   * Set when it failed: a Baton error code (docs/errors.md) and its message.
+   *
+   * @generated from field: string error_code = 2;
+   */
+  errorCode: string;
+
+  /**
+   * @generated from field: string error_message = 3;
+   */
+  errorMessage: string;
+};
+
+/**
+ * Describes the message baton.v1.CreateSandboxResult.
+ * Use `create(CreateSandboxResultSchema)` to create a new message.
+ */
+export const CreateSandboxResultSchema: GenMessage<CreateSandboxResult> = /*@__PURE__*/
+  messageDesc(file_baton_v1_worker, 4);
+
+/**
  * @generated from message baton.v1.DeleteSandboxRequest
  */
 export type DeleteSandboxRequest = Message<"baton.v1.DeleteSandboxRequest"> & {
@@ -75,7 +142,7 @@ export type DeleteSandboxRequest = Message<"baton.v1.DeleteSandboxRequest"> & {
  * Use `create(DeleteSandboxRequestSchema)` to create a new message.
  */
 export const DeleteSandboxRequestSchema: GenMessage<DeleteSandboxRequest> = /*@__PURE__*/
-  messageDesc(file_baton_v1_worker, 2);
+  messageDesc(file_baton_v1_worker, 5);
 
 /**
  * @generated from message baton.v1.ListSandboxesRequest
@@ -88,7 +155,7 @@ export type ListSandboxesRequest = Message<"baton.v1.ListSandboxesRequest"> & {
  * Use `create(ListSandboxesRequestSchema)` to create a new message.
  */
 export const ListSandboxesRequestSchema: GenMessage<ListSandboxesRequest> = /*@__PURE__*/
-  messageDesc(file_baton_v1_worker, 3);
+  messageDesc(file_baton_v1_worker, 6);
 
 /**
  * @generated from message baton.v1.ListSandboxesResponse
@@ -110,7 +177,7 @@ export type ListSandboxesResponse = Message<"baton.v1.ListSandboxesResponse"> & 
  * Use `create(ListSandboxesResponseSchema)` to create a new message.
  */
 export const ListSandboxesResponseSchema: GenMessage<ListSandboxesResponse> = /*@__PURE__*/
-  messageDesc(file_baton_v1_worker, 4);
+  messageDesc(file_baton_v1_worker, 7);
 
 /**
  * @generated from service baton.v1.WorkerService
@@ -126,6 +193,20 @@ export const WorkerService: GenService<{
     methodKind: "unary";
     input: typeof CreateSandboxRequestSchema;
     output: typeof CreateSandboxResponseSchema;
+  },
+  /**
+   * Several CreateSandbox in one call: each create succeeds or fails on its
+   * own, as if it were its own call, and the results come in request order.
+   * The control plane sends the creates it places on a worker in one turn
+   * this way; a worker without it answers UNIMPLEMENTED and gets
+   * CreateSandbox calls instead.
+   *
+   * @generated from rpc baton.v1.WorkerService.CreateSandboxes
+   */
+  createSandboxes: {
+    methodKind: "unary";
+    input: typeof CreateSandboxesRequestSchema;
+    output: typeof CreateSandboxesResponseSchema;
   },
   /**
    * Stops a sandbox (SIGTERM to its process group, then SIGKILL) and returns
