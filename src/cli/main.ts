@@ -211,15 +211,17 @@ export function buildProgram(): Command {
     .option('--data-dir <dir>', 'data directory')
     .action(async (o: Record<string, unknown>, cmd: Command) => {
       const cfg = daemonConfig(controlPlaneSchema, cmd, { host: o.host, apiPort: o.apiPort, dataDir: o.dataDir });
-      const cp = await ControlPlane.create(cfg, {
-        // A replica that lost its leadership has stopped; its supervisor starts it again as a follower.
-        onFailed: (reason) => {
-          process.stderr.write(`control plane stopped: ${reason}\n`);
-          process.exit(1);
-        },
-      });
+      const cp = await stopOnSignal(
+        ControlPlane.create(cfg, {
+          // A replica that lost its leadership has stopped; its supervisor starts it again as a follower.
+          onFailed: (reason) => {
+            process.stderr.write(`control plane stopped: ${reason}\n`);
+            process.exit(1);
+          },
+        }),
+        (cp) => cp.stop(),
+      );
       process.stdout.write(`control plane: ${cp.url}\n`);
-      stopOnSignal(() => cp.stop());
     });
 
   program
@@ -237,9 +239,8 @@ export function buildProgram(): Command {
       // tests, do not all lock one file).
       const input = daemonInput(cmd, { host: o.host, port: o.port, rpcPort: o.rpcPort, controlPlaneUrl: o.controlPlane, dataDir: o.dataDir });
       const cfg = compileConfig(dataPlaneSchema, { dataDir: '.baton', ...input }, cmd.opts<{ config?: string }>().config ?? 'flags');
-      const dp = await DataPlane.create(cfg);
+      const dp = await stopOnSignal(DataPlane.create(cfg), (dp) => dp.stop());
       process.stdout.write(`data plane: http://${dp.proxyAddress} (rpc ${dp.rpcAddress})\n`);
-      stopOnSignal(() => dp.stop());
     });
 
   program
@@ -270,20 +271,18 @@ export function buildProgram(): Command {
         const configs = emulatedWorkerConfigs(input, o.emulate as number, cmd.opts<{ config?: string }>().config ?? 'flags');
         const first = configs[0] as WorkerConfig;
         const began = performance.now();
-        const workers = await startEmulatedWorkers(configs, createLogger('worker', { level: first.logLevel }));
+        const workers = await stopOnSignal(startEmulatedWorkers(configs, createLogger('worker', { level: first.logLevel })), (workers) => stopWorkers(workers));
         const ports = workers.map((w) => w.port);
         process.stdout.write(
           `${workers.length} emulated workers (${first.id} … ${configs[configs.length - 1]?.id ?? ''}) on ${first.host}, ` +
             `RPC ports ${Math.min(...ports)}–${Math.max(...ports)}, ${first.cpuMillis}m CPU and ${first.memoryMb} MB each, ` +
             `started in ${Math.round(performance.now() - began)} ms; they register with ${first.controlPlaneUrl} in the background\n`,
         );
-        stopOnSignal(() => stopWorkers(workers));
         return;
       }
       const cfg = compileConfig(workerSchema, input, cmd.opts<{ config?: string }>().config ?? 'flags');
-      const w = await Worker.create(cfg);
+      const w = await stopOnSignal(Worker.create(cfg), (w) => w.stop());
       process.stdout.write(`worker ${w.id}: ${w.address}\n`);
-      stopOnSignal(() => w.stop());
     });
 
   program
@@ -706,12 +705,19 @@ export function buildProgram(): Command {
   return program;
 }
 
-function stopOnSignal(stop: () => Promise<void>): void {
+/**
+ * Stops the daemon on SIGINT, SIGTERM or SIGHUP, and returns `starting`. The
+ * handlers go in before the start finishes: a signal during the start (a
+ * worker sweeping what its killed predecessor left, say) waits for it, then
+ * stops cleanly, where the default action would kill the process mid-start
+ * and leave that behind.
+ */
+function stopOnSignal<T>(starting: Promise<T>, stop: (started: T) => Promise<void>): Promise<T> {
   let stopping = false;
   const handler = (): void => {
     if (stopping) return;
     stopping = true;
-    stop().then(
+    starting.then(stop).then(
       () => process.exit(0),
       (err: unknown) => {
         process.stderr.write(`error while stopping: ${String(err)}\n`);
@@ -720,6 +726,7 @@ function stopOnSignal(stop: () => Promise<void>): void {
     );
   };
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, handler);
+  return starting;
 }
 
 buildProgram()

@@ -146,14 +146,15 @@ export async function startCluster(cfg: UpConfig): Promise<RunningCluster> {
 
 /** Runs `baton up` until a signal, printing where everything is. */
 export async function runUp(cfg: UpConfig, demo: boolean): Promise<void> {
-  const cluster = await startCluster(cfg);
+  // The handlers go in before the start: a signal while it runs waits for it, then stops it all.
+  const starting = startCluster(cfg);
   let stopping = false;
   const shutdown = (signal: string): void => {
     if (stopping) return;
     stopping = true;
     process.stdout.write(`\n${signal}: stopping Baton…\n`);
-    cluster
-      .stop()
+    starting
+      .then((cluster) => cluster.stop())
       .then(() => {
         process.stdout.write('Baton stopped.\n');
         process.exit(0);
@@ -165,6 +166,7 @@ export async function runUp(cfg: UpConfig, demo: boolean): Promise<void> {
   };
   // SIGHUP too: a closed terminal must not leave sandboxes behind (Node exits on it without 'exit').
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => shutdown(signal));
+  const cluster = await starting;
 
   if (demo) {
     try {
