@@ -230,10 +230,11 @@ describe('emulated runtime', () => {
     while (performance.now() < deadline) {
       const m = process.memoryUsage();
       peak = { arrayBuffers: Math.max(peak.arrayBuffers, m.arrayBuffers - before.arrayBuffers), rss: Math.max(peak.rss, m.rss - before.rss) };
-      if (peak.arrayBuffers >= 64 * 2 ** 20 && peak.rss >= 32 * 2 ** 20) break;
+      if (peak.arrayBuffers >= 56 * 2 ** 20 && peak.rss >= 32 * 2 ** 20) break;
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
-    assert.ok(peak.arrayBuffers >= 64 * 2 ** 20, `allocated ${peak.arrayBuffers / 2 ** 20} MiB more`);
+    // 56, not 64: other buffers of the process may be freed meanwhile (63.9 was seen on a loaded run).
+    assert.ok(peak.arrayBuffers >= 56 * 2 ** 20, `allocated ${peak.arrayBuffers / 2 ** 20} MiB more`);
     // Resident, not only reserved (which adds ~0 to rss). 32, not 64: the rest of the
     // process may give memory back meanwhile (43 MiB was seen on a loaded run).
     assert.ok(peak.rss >= 32 * 2 ** 20, `resident ${peak.rss / 2 ** 20} MiB more`);
