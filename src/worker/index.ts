@@ -233,22 +233,32 @@ export class Worker {
 
   private async drain(): Promise<void> {
     if (this.currentState === 'RUNNING') this.currentState = 'DRAINING';
-    try {
-      await this.membership?.stop();
-      await this.table.deleteAll();
-      for (const runtime of this.runtimes.values()) await runtime.close?.();
-      // The last net: a process group this worker recorded but no longer knows of (a spawn the
-      // sandbox table lost track of) would outlive a stop that otherwise went well.
-      await this.ledger.killOwn();
-      await this.server?.close(1000);
-      liveWorkers.delete(this);
-      this.currentState = 'STOPPED';
-      this.log.info({ workerId: this.id }, 'worker stopped');
-    } catch (err) {
+    // Every step runs even when one before it failed (a control plane already
+    // gone, say): a stop that gave up half-way would leave sandboxes running.
+    let firstError: Error | undefined;
+    const step = async (what: string, run: () => Promise<unknown> | undefined): Promise<void> => {
+      try {
+        await run();
+      } catch (err) {
+        firstError ??= err instanceof Error ? err : new Error(String(err));
+        this.log.error({ err, workerId: this.id }, `stopping: ${what} failed; going on`);
+      }
+    };
+    await step('leaving the control plane', () => this.membership?.stop());
+    await step('deleting the sandboxes', () => this.table.deleteAll());
+    for (const runtime of this.runtimes.values()) await step(`closing the ${runtime.name} runtime`, () => runtime.close?.());
+    // The last net: a process group this worker recorded but no longer knows of (a spawn the
+    // sandbox table lost track of) would outlive a stop that otherwise went well.
+    await step('killing what the ledger still records', () => this.ledger.killOwn());
+    await step('closing the RPC server', () => this.server?.close(1000));
+    liveWorkers.delete(this);
+    if (firstError !== undefined) {
       this.currentState = 'FAILED';
-      this.log.error({ err, workerId: this.id }, 'worker failed to stop cleanly');
-      throw err;
+      this.log.error({ err: firstError, workerId: this.id }, 'worker failed to stop cleanly');
+      throw firstError;
     }
+    this.currentState = 'STOPPED';
+    this.log.info({ workerId: this.id }, 'worker stopped');
   }
 
   private reportExit(sandbox: SandboxInfo, exit: SandboxExit): void {

@@ -70,7 +70,9 @@ after(() => {
 
 test(`chaos: seed ${SEED}, ${STEPS} kills under load; registrations kept, scale converges, nothing leaks`, { timeout: 240_000 }, async () => {
   const rng = mulberry32(SEED);
-  const logLevel = process.env.BATON_TEST_LOG ?? 'silent';
+  // Warnings are kept (the last lines of each component) and printed if something leaks.
+  const logLevel = process.env.BATON_TEST_LOG ?? 'warn';
+  const logTail: string[] = [];
   const [apiPort, dpPort] = [await freePort(), await freePort()];
   const apiUrl = `http://127.0.0.1:${apiPort}`;
   const yaml = (name: string, lines: string[]): string => {
@@ -84,7 +86,7 @@ test(`chaos: seed ${SEED}, ${STEPS} kills under load; registrations kept, scale 
   };
   const dp: Component = {
     name: 'data plane',
-    args: ['dataplane', '--config', yaml('dp', ['host: 127.0.0.1', `port: ${dpPort}`, 'rpcPort: 0', `controlPlaneUrl: ${apiUrl}`, 'heartbeatIntervalMs: 200', 'metricsIntervalMs: 200'])],
+    args: ['dataplane', '--config', yaml('dp', ['host: 127.0.0.1', `port: ${dpPort}`, 'rpcPort: 0', `controlPlaneUrl: ${apiUrl}`, `dataDir: ${join(dir, 'dp')}`, 'heartbeatIntervalMs: 200', 'metricsIntervalMs: 200'])],
   };
   const workers: Component[] = [0, 1].map((i) => {
     mkdirSync(join(dir, `w${i}`), { recursive: true });
@@ -97,7 +99,13 @@ test(`chaos: seed ${SEED}, ${STEPS} kills under load; registrations kept, scale 
   const env = { ...process.env };
   delete env.NODE_EXTRA_CA_CERTS;
   const start = (c: Component): void => {
-    c.child = spawn(process.execPath, [MAIN, ...c.args], { env, stdio: ['ignore', 'ignore', logLevel === 'silent' ? 'ignore' : 'inherit'] });
+    const child = spawn(process.execPath, [MAIN, ...c.args], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+    child.stderr?.on('data', (d: Buffer) => {
+      for (const line of d.toString().split('\n')) if (line.trim() !== '') logTail.push(`${c.name} [${child.pid ?? '?'}]: ${line.slice(0, 400)}`);
+      if (logTail.length > 200) logTail.splice(0, logTail.length - 200);
+    });
+    child.on('exit', (code, signal) => logTail.push(`${c.name} [${child.pid ?? '?'}]: exited ${code ?? signal ?? ''}`));
+    c.child = child;
   };
   const kill = async (c: Component): Promise<void> => {
     const child = c.child;
@@ -211,5 +219,5 @@ test(`chaos: seed ${SEED}, ${STEPS} kills under load; registrations kept, scale 
       return `${readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ')} pid ${pid} ${envVars.join(' ')} ledgers [${ledgers.join('; ')}]`;
     }),
   );
-  assert.equal(leftover, true, `left running after the stop (schedule: ${schedule.join(', ')}): ${JSON.stringify(leftover)}`);
+  assert.equal(leftover, true, `left running after the stop (schedule: ${schedule.join(', ')}): ${JSON.stringify(leftover)}\n${logTail.join('\n')}`);
 });

@@ -104,6 +104,8 @@ describe('two data planes behind HAProxy', { skip: SKIP }, () => {
         `port: ${dp2Port}`,
         `rpcPort: ${dp2RpcPort}`,
         `controlPlaneUrl: ${c.controlPlane.url}`,
+        // Its own: the async queue's file is locked, and the default (.baton in the cwd) is shared with other tests.
+        `dataDir: ${join(dir, 'dp2')}`,
         'heartbeatIntervalMs: 500',
         'shutdownGraceMs: 500',
         `logLevel: ${process.env.BATON_TEST_LOG ?? 'silent'}`,
