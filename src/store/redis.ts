@@ -85,6 +85,31 @@ interface Endpoint {
   db?: number;
 }
 
+/**
+ * An ioredis client for Baton's stores (the cluster store, the data plane's
+ * async queue), not yet connected: nothing waits for a connection, so while
+ * it is down calls fail at once, and it reconnects with a capped back-off.
+ * `where` is host:port, for messages.
+ */
+export function createRedisClient(options: { url: string; connectTimeoutMs: number; commandTimeoutMs: number }): { client: Redis; where: string } {
+  const endpoint = parseRedisUrl(options.url);
+  const client = new Redis({
+    host: endpoint.host,
+    port: endpoint.port,
+    ...(endpoint.username !== undefined ? { username: endpoint.username } : {}),
+    ...(endpoint.password !== undefined ? { password: endpoint.password } : {}),
+    db: endpoint.db ?? 0,
+    lazyConnect: true,
+    connectTimeout: options.connectTimeoutMs,
+    commandTimeout: options.commandTimeoutMs,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    autoResendUnfulfilledCommands: false,
+    retryStrategy: (attempt: number) => Math.min(BACKOFF_INITIAL_MS * 2 ** Math.min(attempt - 1, 10), BACKOFF_MAX_MS),
+  });
+  return { client, where: `${endpoint.host}:${endpoint.port}` };
+}
+
 export function parseRedisUrl(url: string): Endpoint {
   let u: URL;
   try {
@@ -172,24 +197,8 @@ export class RedisStore implements ClusterStore {
 
   /** Connects, applies the durability settings; throws STORE_UNAVAILABLE when Redis cannot be reached in time. */
   static async open(options: RedisStoreOptions): Promise<RedisStore> {
-    const endpoint = parseRedisUrl(options.url);
-    const where = `${endpoint.host}:${endpoint.port}`;
+    const { client, where } = createRedisClient(options);
     const log = options.log;
-    const client = new Redis({
-      host: endpoint.host,
-      port: endpoint.port,
-      ...(endpoint.username !== undefined ? { username: endpoint.username } : {}),
-      ...(endpoint.password !== undefined ? { password: endpoint.password } : {}),
-      db: endpoint.db ?? 0,
-      lazyConnect: true,
-      connectTimeout: options.connectTimeoutMs,
-      commandTimeout: options.commandTimeoutMs,
-      // Nothing waits for a connection: while it is down, calls fail at once.
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 0,
-      autoResendUnfulfilledCommands: false,
-      retryStrategy: (attempt: number) => Math.min(BACKOFF_INITIAL_MS * 2 ** Math.min(attempt - 1, 10), BACKOFF_MAX_MS),
-    });
     client.defineCommand('batonUpdateIfRevision', { numberOfKeys: 1, lua: UPDATE_IF_REVISION });
     const store = new RedisStore(client, where, options.keyPrefix, options.fsync, log);
 

@@ -17,8 +17,7 @@
 // tries again on its next tick, and ioredis reconnects in the background.
 import { Redis } from 'ioredis';
 import { BatonError } from '../../shared/errors.js';
-import type { Logger } from '../../shared/logging.js';
-import { applyDurability, parseRedisUrl, type RedisFsync } from '../../store/redis.js';
+import { applyDurability, createRedisClient, type RedisStoreOptions } from '../../store/redis.js';
 import type { AsyncQueueStore, InvocationResult, InvocationState, NewInvocation, StoredInvocation } from './queue-store.js';
 
 declare module 'ioredis' {
@@ -77,14 +76,8 @@ return #ids
 
 const SWEEP_BATCH = 500;
 
-export interface RedisQueueStoreOptions {
-  url: string;
-  keyPrefix: string;
-  fsync: RedisFsync | undefined;
-  connectTimeoutMs: number;
-  commandTimeoutMs: number;
-  log: Logger;
-}
+/** The cluster store's Redis settings; keyPrefix is this data plane's own (docs/dataplane.md). */
+export type RedisQueueStoreOptions = RedisStoreOptions;
 
 function resultFields(result: InvocationResult): (string | number | Buffer)[] {
   return [
@@ -152,22 +145,7 @@ export class RedisQueueStore implements AsyncQueueStore {
 
   /** Connects and turns the AOF on; STORE_UNAVAILABLE when Redis does not answer within connectTimeoutMs. */
   static async open(options: RedisQueueStoreOptions): Promise<RedisQueueStore> {
-    const endpoint = parseRedisUrl(options.url);
-    const where = `${endpoint.host}:${endpoint.port}`;
-    const client = new Redis({
-      host: endpoint.host,
-      port: endpoint.port,
-      ...(endpoint.username !== undefined ? { username: endpoint.username } : {}),
-      ...(endpoint.password !== undefined ? { password: endpoint.password } : {}),
-      db: endpoint.db ?? 0,
-      lazyConnect: true,
-      connectTimeout: options.connectTimeoutMs,
-      commandTimeout: options.commandTimeoutMs,
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 0,
-      autoResendUnfulfilledCommands: false,
-      retryStrategy: (attempt: number) => Math.min(100 * 2 ** Math.min(attempt - 1, 10), 2000),
-    });
+    const { client, where } = createRedisClient(options);
     client.defineCommand('batonAsyncAdd', { numberOfKeys: 2, lua: ADD });
     client.defineCommand('batonAsyncClaim', { numberOfKeys: 2, lua: CLAIM });
     client.defineCommand('batonAsyncRecover', { numberOfKeys: 2, lua: RECOVER });
